@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace gvm {
+
+// Lower-case hex SHA-256 of the bytes.
+std::string sha256Hex(std::string_view data);
+
+// Lower-case hex of arbitrary bytes.
+std::string toHex(std::string_view bytes);
+
+} // namespace gvm

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/c_ptr.h"
+#include "common/fd_passing.h"
+#include "common/json_rpc.h"
+#include "common/loop.h"
+#include "common/result.h"
+#include "common/scope_exit.h"
+#include "common/sha256.h"
+#include "common/unique_fd.h"
+#include "common/url.h"
+
+using namespace gvm;
+
+namespace {
+
+std::string dataPath(const std::string &rel)
+{
+	const char *dir = std::getenv("GVM_TEST_DATA");
+	REQUIRE(dir != nullptr);
+	return std::string(dir) + "/" + rel;
+}
+
+bool fdIsOpen(int fd)
+{
+	return ::fcntl(fd, F_GETFD) >= 0;
+}
+
+Result<int> half(int x)
+{
+	if (x % 2)
+		return fail(Error::fromErrno(EINVAL, "odd number " + std::to_string(x)));
+	return x / 2;
+}
+
+Result<void> quarter(int x, int *out)
+{
+	auto h = half(x);
+	if (!h)
+		return fail(std::move(h).error().wrap("while halving"));
+	auto q = half(*h);
+	if (!q)
+		return fail(std::move(q).error().wrap("while halving again"));
+	*out = *q;
+	return {};
+}
+
+} // namespace
+
+TEST_CASE("Result carries a value or an error with its domain and context", "[result]")
+{
+	int out = 0;
+	REQUIRE(quarter(12, &out));
+	CHECK(out == 3);
+
+	auto r = quarter(6, &out);
+	REQUIRE_FALSE(r);
+	CHECK(r.error().domain() == ErrorDomain::Errno);
+	CHECK(r.error().code() == EINVAL);
+	CHECK(r.error().message() == "while halving again: odd number 3: Invalid argument");
+
+	Error e = Error::fromLibuv(-ECONNREFUSED, "connecting");
+	CHECK(e.message() == "connecting: connection refused");
+	CHECK(std::string(toString(ErrorDomain::Netlink)) == "netlink");
+}
+
+TEST_CASE("UniqueFd closes what it owns, once", "[fd]")
+{
+	int raw;
+	{
+		UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+		REQUIRE(fd);
+		raw = fd.get();
+		UniqueFd moved = std::move(fd);
+		CHECK_FALSE(fd.isValid());
+		CHECK(moved.get() == raw);
+		CHECK(fdIsOpen(raw));
+	}
+	CHECK_FALSE(fdIsOpen(raw));
+
+	UniqueFd kept(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+	int released = kept.release();
+	CHECK(fdIsOpen(released));
+	::close(released);
+}
+
+namespace {
+int gFreed = 0;
+struct Thing {
+	int v;
+};
+void freeThing(Thing *t)
+{
+	++gFreed;
+	delete t;
+}
+} // namespace
+
+TEST_CASE("CPtr frees with the library's function", "[cptr]")
+{
+	{
+		CPtr<Thing, freeThing> p(new Thing{7});
+		CHECK(p->v == 7);
+		CPtr<Thing, freeThing> empty;
+	}
+	CHECK(gFreed == 1);
+}
+
+TEST_CASE("Rollback undoes completed steps in reverse unless released", "[rollback]")
+{
+	std::vector<int> undone;
+	{
+		Rollback rb;
+		rb.add([&] { undone.push_back(1); });
+		rb.add([&] { undone.push_back(2); });
+		rb.add([&] { undone.push_back(3); });
+	}
+	CHECK(undone == std::vector<int>{3, 2, 1});
+
+	undone.clear();
+	{
+		Rollback rb;
+		rb.add([&] { undone.push_back(1); });
+		rb.release();
+	}
+	CHECK(undone.empty());
+}
+
+TEST_CASE("sha256Hex matches the FIPS 180-2 vectors", "[sha256]")
+{
+	CHECK(sha256Hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	CHECK(sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST_CASE("LineFramer splits lines and refuses oversized messages", "[rpc]")
+{
+	rpc::LineFramer framer(16);
+	std::vector<std::string> lines;
+	REQUIRE(framer.feed("ab", &lines));
+	CHECK(lines.empty());
+	REQUIRE(framer.feed("c\r\nde\nf", &lines));
+	CHECK(lines == std::vector<std::string>{"abc", "de"});
+	CHECK(framer.buffered() == 1);
+
+	lines.clear();
+	// A partial line growing past the limit fails without a newline.
+	auto r = framer.feed(std::string(16, 'x'), &lines);
+	REQUIRE_FALSE(r);
+	CHECK(r.error().code() == rpc::kMessageTooLarge);
+
+	rpc::LineFramer exact(4);
+	REQUIRE(exact.feed("abcd\n", &lines));
+	CHECK(lines.back() == "abcd");
+	REQUIRE_FALSE(exact.feed("abcde\n", &lines));
+}
+
+TEST_CASE("LineFramer enforces the 1 MiB message cap by default", "[rpc]")
+{
+	rpc::LineFramer framer;
+	std::vector<std::string> lines;
+	std::string big(rpc::kMaxMessageBytes, 'a');
+	REQUIRE(framer.feed(big, &lines));
+	REQUIRE_FALSE(framer.feed("a", &lines));
+}
+
+TEST_CASE("decodeRequest follows the table in tests/data/rpc/requests.tsv", "[rpc]")
+{
+	std::ifstream in(dataPath("rpc/requests.tsv"));
+	REQUIRE(in);
+	std::string line;
+	int cases = 0;
+	while (std::getline(in, line)) {
+		if (line.empty() || line[0] == '#')
+			continue;
+		auto tab = line.find('\t');
+		REQUIRE(tab != std::string::npos);
+		const std::string expected = line.substr(0, tab);
+		const std::string input = line.substr(tab + 1);
+		INFO("input: " << input);
+		rpc::DecodedRequest d = rpc::decodeRequest(input);
+		if (expected.rfind("ok", 0) == 0) {
+			REQUIRE(d.request);
+			const bool notification = expected.rfind("ok-notification:", 0) == 0;
+			CHECK(d.request->notification == notification);
+			CHECK(d.request->method == expected.substr(expected.find(':') + 1));
+		} else {
+			REQUIRE_FALSE(d.request);
+			CHECK(d.error.code == std::stoi(expected));
+			CHECK_FALSE(d.error.message.empty());
+			// The answer itself must be a valid JSON-RPC error.
+			auto reply = rpc::decodeIncoming(rpc::encodeError(d.id, d.error));
+			REQUIRE(reply);
+			REQUIRE(reply->error);
+			CHECK(reply->error->code == d.error.code);
+		}
+		++cases;
+	}
+	CHECK(cases >= 25);
+}
+
+TEST_CASE("decodeRequest keeps the id of an invalid request when it can", "[rpc]")
+{
+	auto d = rpc::decodeRequest(R"({"jsonrpc":"2.0","id":"x7","method":3})");
+	REQUIRE_FALSE(d.request);
+	CHECK(d.id == "x7");
+	auto o = rpc::decodeRequest(std::string(rpc::kMaxMessageBytes + 1, ' '));
+	CHECK(o.error.code == rpc::kMessageTooLarge);
+}
+
+TEST_CASE("encoders never throw on invalid UTF-8", "[rpc]")
+{
+	std::string bad = "caf\xc3\x28";
+	std::string line = rpc::encodeResult(1, rpc::Json{{"name", bad}});
+	CHECK(line.back() == '\n');
+	auto in = rpc::decodeIncoming(line);
+	REQUIRE(in);
+	CHECK(in->isResponse);
+	CHECK(in->result["name"].is_string());
+}
+
+TEST_CASE("decodeIncoming tells responses from notifications", "[rpc]")
+{
+	auto n = rpc::decodeIncoming(rpc::encodeNotification("decision", {{"action", "deny"}}));
+	REQUIRE(n);
+	CHECK_FALSE(n->isResponse);
+	CHECK(n->method == "decision");
+	CHECK(n->params["action"] == "deny");
+
+	auto e = rpc::decodeIncoming(rpc::encodeError(5, {rpc::kNotFound, "no such sandbox", nullptr}));
+	REQUIRE(e);
+	REQUIRE(e->error);
+	CHECK(e->error->code == rpc::kNotFound);
+	CHECK(e->id == 5);
+
+	CHECK_FALSE(rpc::decodeIncoming("nonsense"));
+	CHECK_FALSE(rpc::decodeIncoming(R"({"jsonrpc":"2.0","id":1})"));
+}
+
+TEST_CASE("descriptors travel with SCM_RIGHTS", "[fd-passing]")
+{
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	UniqueFd a(sv[0]), b(sv[1]);
+
+	int pipefd[2];
+	REQUIRE(::pipe2(pipefd, O_CLOEXEC) == 0);
+	UniqueFd r(pipefd[0]), w(pipefd[1]);
+
+	int fds[] = {r.get(), w.get()};
+	auto sent = sendWithFds(a.get(), "x", fds);
+	REQUIRE(sent);
+	CHECK(*sent == 1);
+
+	char buf[8];
+	auto got = receiveWithFds(b.get(), buf, sizeof(buf));
+	REQUIRE(got);
+	CHECK(got->bytes == 1);
+	REQUIRE(got->fds.size() == 2);
+	CHECK_FALSE(got->fdsTruncated);
+	// The received write end feeds the original read end.
+	CHECK(::write(got->fds[1].get(), "hi", 2) == 2);
+	char rb[2];
+	CHECK(::read(r.get(), rb, 2) == 2);
+	CHECK(::fcntl(got->fds[0].get(), F_GETFD) & FD_CLOEXEC);
+
+	std::vector<int> tooMany(kMaxPassedFds + 1, r.get());
+	CHECK_FALSE(sendWithFds(a.get(), "x", tooMany));
+	CHECK_FALSE(sendWithFds(a.get(), "", fds));
+}
+
+TEST_CASE("Loop runs posted work after the current callback and deletes later", "[loop]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	std::vector<std::string> order;
+	struct Tracked {
+		std::vector<std::string> *log;
+		~Tracked() { log->push_back("deleted"); }
+	};
+	Timer timer(**loop, [&] {
+		(*loop)->post([&] { order.push_back("posted"); });
+		(*loop)->deleteLater(std::unique_ptr<Tracked>(new Tracked{&order}));
+		order.push_back("callback");
+	});
+	timer.start(1);
+	(*loop)->run();
+	CHECK(order == std::vector<std::string>{"callback", "posted", "deleted"});
+}
+
+TEST_CASE("parseUrl splits what policies match on", "[url]")
+{
+	auto u = parseUrl("HTTPS://API.GitHub.com/graphql?x=1#frag");
+	REQUIRE(u);
+	CHECK(u->scheme == "https");
+	CHECK(u->host == "api.github.com");
+	CHECK(u->port == 443);
+	CHECK(u->path == "/graphql");
+	CHECK(u->query == "x=1");
+
+	auto p = parseUrl("http://[::1]:8080");
+	REQUIRE(p);
+	CHECK(p->host == "::1");
+	CHECK(p->port == 8080);
+	CHECK(p->path == "/");
+
+	CHECK_FALSE(parseUrl("ftp://example.com/"));
+	CHECK_FALSE(parseUrl("example.com/path"));
+	CHECK_FALSE(parseUrl("http://github.com@evil.example/"));
+	CHECK_FALSE(parseUrl("http://host:0/"));
+	CHECK_FALSE(parseUrl("http://host:99999/"));
+	CHECK_FALSE(parseUrl("http:///path"));
+	CHECK_FALSE(parseUrl("http://ho st/"));
+}
