@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace gvm::client {
+
+// Exit statuses of gvmctl.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Options every command takes.
+struct GlobalOptions {
+	std::string socket; // --socket
+	bool json = false;  // --json
+};
+
+int runStatus(const GlobalOptions &global, const std::vector<std::string> &args);
+int runPolicy(const GlobalOptions &global, const std::vector<std::string> &args);
+
+// Entry point: argv without argv[0].
+int run(const std::vector<std::string> &args);
+
+} // namespace gvm::client

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <iostream>
+
+#include "client/args.h"
+#include "client/commands.h"
+#include "common/log.h"
+#include "gvm_config.h"
+
+namespace gvm::client {
+
+namespace {
+
+const char kUsage[] =
+	"Usage: gvmctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
+	"\n"
+	"Control gvm, the governance runtime for AI agents.\n"
+	"\n"
+	"Commands:\n"
+	"  status                               show the daemon's state\n"
+	"  policy check FILE...                 validate policy files (exit 0 valid, 1 invalid)\n"
+	"  policy test FILE METHOD URL [--header K:V]... [--body TEXT|@FILE]\n"
+	"                                       decide one request offline, without a daemon\n"
+	"  help [COMMAND]                       show help for a command\n"
+	"\n"
+	"Options (every command):\n"
+	"  --socket PATH   gvmd's control socket (default: $GVM_SOCKET, else " GVM_DEFAULT_SOCKET ")\n"
+	"  --json          machine-readable output on stdout\n"
+	"  --help          show help\n"
+	"  --version       show the version\n"
+	"\n"
+	"Errors go to stderr. Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+} // namespace
+
+int run(const std::vector<std::string> &args)
+{
+	GlobalOptions global;
+	// Leading global options, before the command name.
+	size_t i = 0;
+	for (; i < args.size(); ++i) {
+		const std::string &a = args[i];
+		if (a == "--json") {
+			global.json = true;
+		} else if (a == "--socket" && i + 1 < args.size()) {
+			global.socket = args[++i];
+		} else if (a.rfind("--socket=", 0) == 0) {
+			global.socket = a.substr(9);
+		} else if (a == "--help" || a == "-h") {
+			std::cout << kUsage;
+			return kExitOk;
+		} else if (a == "--version") {
+			std::cout << "gvmctl " << GVM_VERSION << "\n";
+			return kExitOk;
+		} else if (a.rfind("-", 0) == 0) {
+			std::cerr << "gvmctl: unknown option '" << a << "'\n\n" << kUsage;
+			return kExitUsage;
+		} else {
+			break;
+		}
+	}
+	if (i == args.size()) {
+		std::cerr << kUsage;
+		return kExitUsage;
+	}
+	const std::string command = args[i];
+	std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
+
+	// Libraries log nothing above Debug; gvmctl itself reports on stderr.
+	log::setThreshold(log::Level::Warning);
+
+	if (command == "status")
+		return runStatus(global, rest);
+	if (command == "policy")
+		return runPolicy(global, rest);
+	if (command == "help") {
+		if (rest.empty()) {
+			std::cout << kUsage;
+			return kExitOk;
+		}
+		std::vector<std::string> sub(rest.begin() + 1, rest.end());
+		sub.push_back("--help");
+		if (rest[0] == "status")
+			return runStatus(global, sub);
+		if (rest[0] == "policy")
+			return runPolicy(global, sub);
+		std::cerr << "gvmctl: unknown command '" << rest[0] << "'\n";
+		return kExitUsage;
+	}
+	std::cerr << "gvmctl: unknown command '" << command << "'\n\n" << kUsage;
+	return kExitUsage;
+}
+
+} // namespace gvm::client

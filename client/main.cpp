@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <string>
+#include <vector>
+
+#include "client/commands.h"
+
+int main(int argc, char **argv)
+{
+	return gvm::client::run(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/daemon.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "common/log.h"
+#include "gvm_config.h"
+
+namespace gvm::daemon {
+
+namespace {
+
+// Creates DIR (and missing parents) with the given mode for the last one.
+Result<void> makeDirectories(const std::string &dir, mode_t mode)
+{
+	std::string path;
+	size_t pos = 0;
+	while (pos != std::string::npos) {
+		pos = dir.find('/', pos + 1);
+		path = dir.substr(0, pos);
+		if (path.empty())
+			continue;
+		const bool last = pos == std::string::npos;
+		if (::mkdir(path.c_str(), last ? mode : 0755) < 0 && errno != EEXIST)
+			return fail(Error::fromErrno(errno, "creating " + path));
+	}
+	struct stat st{};
+	if (::stat(dir.c_str(), &st) < 0)
+		return fail(Error::fromErrno(errno, "checking " + dir));
+	if (!S_ISDIR(st.st_mode))
+		return fail(Error::fromErrno(ENOTDIR, dir));
+	return {};
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t)
+{
+	std::time_t secs = std::chrono::system_clock::to_time_t(t);
+	std::tm tm{};
+	gmtime_r(&secs, &tm);
+	char buf[32];
+	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+} // namespace
+
+Daemon::Daemon(const Options &options) : options_(options) {}
+
+Daemon::~Daemon()
+{
+	signals_.clear();
+	server_.reset();
+	if (ownsSocketPath_)
+		::unlink(options_.socketPath.c_str());
+	loop_.reset();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::create(const Options &options)
+{
+	std::unique_ptr<Daemon> daemon(new Daemon(options));
+	GVM_TRY_VOID(daemon->setUp(), "starting gvmd");
+	return daemon;
+}
+
+Result<void> Daemon::setUp()
+{
+	started_ = std::chrono::steady_clock::now();
+	startedWall_ = std::chrono::system_clock::now();
+
+	// A client that hangs up must not kill the daemon.
+	std::signal(SIGPIPE, SIG_IGN);
+
+	auto loop = Loop::create();
+	if (!loop)
+		return fail(std::move(loop).error());
+	loop_ = std::move(*loop);
+
+	GVM_TRY_VOID(makeDirectories(options_.stateDir, 0700), "preparing the state directory");
+
+	auto fd = openControlSocket();
+	if (!fd)
+		return fail(std::move(fd).error());
+	auto server = RpcServer::create(*loop_, std::move(*fd));
+	if (!server)
+		return fail(std::move(server).error());
+	server_ = std::move(*server);
+	registerMethods();
+
+	for (int sig : {SIGTERM, SIGINT})
+		signals_.push_back(std::make_unique<SignalWatcher>(*loop_, sig, [this](int s) { shutdown(s); }));
+	return {};
+}
+
+Result<UniqueFd> Daemon::openControlSocket()
+{
+	// Socket activation: systemd created and bound the socket (gvmd.socket)
+	// with the mode and group from the unit.
+	int n = sd_listen_fds(1);
+	if (n < 0)
+		return fail(Error::fromErrno(-n, "reading the sockets passed by systemd"));
+	if (n > 1)
+		return fail(Error::fromErrno(EINVAL, "systemd passed " + std::to_string(n) + " sockets, expected one"));
+	if (n == 1) {
+		int fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) <= 0)
+			return fail(Error::fromErrno(EINVAL, "the socket passed by systemd is not a listening unix stream socket"));
+		if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+		    ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			return fail(Error::fromErrno(errno, "configuring the socket passed by systemd"));
+		GVM_LOG(Daemon, Info) << "using the control socket passed by systemd";
+		return UniqueFd(fd);
+	}
+
+	const std::string &path = options_.socketPath;
+	sockaddr_un addr{};
+	addr.sun_family = AF_UNIX;
+	if (path.size() >= sizeof(addr.sun_path))
+		return fail(Error::fromErrno(ENAMETOOLONG, "socket path " + path));
+	std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+
+	std::string dir = path.substr(0, path.rfind('/'));
+	if (!dir.empty())
+		GVM_TRY_VOID(makeDirectories(dir, 0755), "preparing the runtime directory");
+
+	UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "creating the control socket"));
+
+	// A socket file left by a gvmd that died is removed; one that a live
+	// gvmd answers on is not.
+	struct stat st{};
+	if (::lstat(path.c_str(), &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return fail(Error::fromErrno(EEXIST, path + " exists and is not a socket"));
+		UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+		if (probe && ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
+			return fail(Error::fromErrno(EADDRINUSE, "another gvmd is listening on " + path));
+		::unlink(path.c_str());
+	}
+
+	// Bind with a restrictive umask, then widen to 0660 for group gvm: the
+	// socket is never reachable by others, not even for an instant.
+	mode_t old = ::umask(0177);
+	int r = ::bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr));
+	int bindErrno = errno;
+	::umask(old);
+	if (r < 0)
+		return fail(Error::fromErrno(bindErrno, "binding " + path));
+	ownsSocketPath_ = true;
+
+	if (group *g = ::getgrnam("gvm")) {
+		if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) < 0)
+			GVM_LOG(Daemon, Warning) << "giving " << path << " to group gvm: " << std::strerror(errno)
+						 << ", ignoring";
+	}
+	if (::chmod(path.c_str(), 0660) < 0)
+		return fail(Error::fromErrno(errno, "setting the mode of " + path));
+	if (::listen(fd.get(), 128) < 0)
+		return fail(Error::fromErrno(errno, "listening on " + path));
+	GVM_LOG(Daemon, Info) << "listening on " << path;
+	return fd;
+}
+
+void Daemon::registerMethods()
+{
+	server_->addMethod("daemon.status", [this](CallContext &ctx, const rpc::Json &) -> Result<rpc::Json> {
+		return status(ctx.peer);
+	});
+}
+
+rpc::Json Daemon::status(const PeerCredentials &caller) const
+{
+	auto uptime = std::chrono::steady_clock::now() - started_;
+	return {
+		{"version", GVM_VERSION},
+		{"pid", static_cast<int64_t>(::getpid())},
+		{"started", rfc3339(startedWall_)},
+		{"uptime_s", std::chrono::duration<double>(uptime).count()},
+		{"sandboxes", 0},
+		{"clients", server_->clientCount()},
+		{"socket", options_.socketPath},
+		{"state_dir", options_.stateDir},
+		{"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", static_cast<int64_t>(caller.pid)}}},
+	};
+}
+
+void Daemon::shutdown(int signum)
+{
+	GVM_LOG(Daemon, Info) << "received " << ::strsignal(signum) << ", stopping";
+	sd_notify(0, "STOPPING=1");
+	server_->shutdown();
+	signals_.clear();
+	loop_->stop();
+}
+
+int Daemon::run()
+{
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s\nMAINPID=%d", options_.socketPath.c_str(),
+		   static_cast<int>(::getpid()));
+	GVM_LOG(Daemon, Info) << "gvmd " << GVM_VERSION << " ready (pid " << ::getpid() << ")";
+	loop_->run();
+	return 0;
+}
+
+} // namespace gvm::daemon

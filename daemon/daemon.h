@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "common/loop.h"
+#include "common/result.h"
+#include "daemon/options.h"
+#include "daemon/rpc_server.h"
+
+namespace gvm::daemon {
+
+// The gvmd process: owns the loop, the control socket and the RPC methods.
+// One instance per process, on the loop's thread, alive until run() returns.
+class Daemon
+{
+public:
+	static Result<std::unique_ptr<Daemon>> create(const Options &options);
+	~Daemon();
+
+	// Runs until SIGTERM or SIGINT; returns the process exit status.
+	int run();
+
+private:
+	explicit Daemon(const Options &options);
+	Result<void> setUp();
+	Result<UniqueFd> openControlSocket();
+	void registerMethods();
+	void shutdown(int signum);
+	rpc::Json status(const PeerCredentials &caller) const;
+
+	Options options_;
+	std::unique_ptr<Loop> loop_;
+	std::unique_ptr<RpcServer> server_;
+	std::vector<std::unique_ptr<SignalWatcher>> signals_;
+	std::chrono::steady_clock::time_point started_;
+	std::chrono::system_clock::time_point startedWall_;
+	// True when gvmd bound the socket itself (not socket activation), so
+	// it removes it on exit.
+	bool ownsSocketPath_ = false;
+};
+
+} // namespace gvm::daemon

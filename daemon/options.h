@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "common/result.h"
+
+namespace gvm::daemon {
+
+// gvmd's command line.
+struct Options {
+	std::string socketPath;
+	std::string runtimeDir;
+	std::string stateDir;
+	log::Level logLevel = log::Level::Info;
+	bool showHelp = false;
+	bool showVersion = false;
+};
+
+// Parses argv (without argv[0]). Errors name the offending argument.
+Result<Options> parseOptions(const std::vector<std::string> &args);
+std::string usage();
+
+} // namespace gvm::daemon
