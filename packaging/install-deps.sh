@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs everything gvm needs to build, run and test on Debian 12, with apt.
+# Safe to run again. Usage: packaging/install-deps.sh (as root, or via sudo)
+set -eu
+
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		exec sudo "$0" "$@"
+	fi
+	echo "install-deps.sh: run as root (apt-get needs it)" >&2
+	exit 1
+fi
+
+packages="
+	meson ninja-build pkg-config g++ git
+	libuv1-dev android-libboringssl-dev libseccomp-dev
+	libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libyaml-cpp-dev
+	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev
+	systemd iproute2 nftables procps
+	curl python3
+"
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# The group whose members may use gvmctl, and the proxy workers' user.
+getent group gvm >/dev/null || groupadd --system gvm
+getent passwd gvm-proxy >/dev/null ||
+	useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin --user-group gvm-proxy
+echo "install-deps.sh: build and test dependencies are installed"
