@@ -6,6 +6,7 @@
 #include "client/commands.h"
 #include "client/common_flags.h"
 #include "common/json_rpc.h"
+#include "common/text.h"
 #include "common/url.h"
 #include "policy/policy.h"
 
@@ -99,9 +100,7 @@ int runTest(const GlobalOptions &globalIn, const std::vector<std::string> &args)
 	const std::string &file = parsed.positional[0];
 
 	policy::HttpRequest request;
-	request.method = parsed.positional[1];
-	for (char &c : request.method)
-		c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+	request.method = asciiUpper(parsed.positional[1]);
 	auto url = parseUrl(parsed.positional[2]);
 	if (!url) {
 		std::cerr << "gvmctl policy test: " << url.error().message() << "\n";

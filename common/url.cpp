@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/url.h"
 
-#include <algorithm>
-#include <cctype>
+#include "common/text.h"
+
 #include <charconv>
 
 namespace gvm {
@@ -14,13 +14,6 @@ Error urlError(std::string_view text, std::string_view why)
 	return Error(ErrorDomain::Internal, 0, "invalid URL '" + std::string(text) + "': " + std::string(why));
 }
 
-std::string lower(std::string_view s)
-{
-	std::string out(s);
-	std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-	return out;
-}
-
 } // namespace
 
 Result<Url> parseUrl(std::string_view text)
@@ -29,7 +22,7 @@ Result<Url> parseUrl(std::string_view text)
 	size_t colon = text.find("://");
 	if (colon == std::string_view::npos)
 		return fail(urlError(text, "expected SCHEME://HOST[:PORT]/PATH"));
-	url.scheme = lower(text.substr(0, colon));
+	url.scheme = asciiLower(text.substr(0, colon));
 	uint16_t defaultPort;
 	if (url.scheme == "http" || url.scheme == "ws")
 		defaultPort = 80;
@@ -70,7 +63,7 @@ Result<Url> parseUrl(std::string_view text)
 		if (c <= 0x20 || c >= 0x7f || ch == '/' || ch == '\\' || ch == '%')
 			return fail(urlError(text, "invalid character in host"));
 	}
-	url.host = lower(host);
+	url.host = asciiLower(host);
 
 	url.port = defaultPort;
 	if (!port.empty()) {

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
 #include "policy/path.h"
 #include "policy/rule.h"
 
@@ -57,26 +58,6 @@ bool nestsDeeperThan(const nlohmann::json &doc, size_t limit)
 	return false;
 }
 
-std::string upper(std::string_view text)
-{
-	std::string out(text);
-	for (char &c : out) {
-		if (c >= 'a' && c <= 'z')
-			c = static_cast<char>(c - 'a' + 'A');
-	}
-	return out;
-}
-
-std::string lower(std::string_view text)
-{
-	std::string out(text);
-	for (char &c : out) {
-		if (c >= 'A' && c <= 'Z')
-			c = static_cast<char>(c - 'A' + 'a');
-	}
-	return out;
-}
-
 std::string describeAction(const Action &action)
 {
 	switch (action.kind) {
@@ -109,7 +90,7 @@ class RequestView
 {
 public:
 	explicit RequestView(const HttpRequest &request)
-		: request_(request), host_(canonicalHost(request.host)), method_(upper(request.method)),
+		: request_(request), host_(canonicalHost(request.host)), method_(asciiUpper(request.method)),
 		  path_(normalizePath(request.path))
 	{
 	}
@@ -144,7 +125,7 @@ public:
 		if (!headers_) {
 			headers_.emplace();
 			for (const auto &[name, value] : request_.headers)
-				headers_->emplace_back(lower(name), value);
+				headers_->emplace_back(asciiLower(name), value);
 		}
 		return *headers_;
 	}

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "policy/host_index.h"
 
+#include "common/text.h"
+
 namespace gvm::policy {
 
 bool HostPattern::matches(std::string_view host) const
@@ -34,12 +36,7 @@ std::string canonicalHost(std::string_view host)
 {
 	if (host.ends_with('.'))
 		host.remove_suffix(1);
-	std::string out(host);
-	for (char &c : out) {
-		if (c >= 'A' && c <= 'Z')
-			c = static_cast<char>(c - 'A' + 'a');
-	}
-	return out;
+	return asciiLower(host);
 }
 
 void HostIndex::append(std::vector<int> *list, int ruleIndex)

@@ -16,6 +16,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/sha256.h"
+#include "common/text.h"
 #include "common/unique_fd.h"
 #include "policy/rule.h"
 
@@ -46,26 +47,6 @@ constexpr const char *kUpstreamKeys[] = {"allow_cidrs"};
 constexpr const char *kBodyKeys[] = {"json", "regex"};
 constexpr const char *kTcpKeys[] = {"hosts", "cidrs", "ports"};
 constexpr const char *kActionKeys[] = {"delay", "hold"};
-
-std::string lowerAscii(std::string_view text)
-{
-	std::string out(text);
-	for (char &c : out) {
-		if (c >= 'A' && c <= 'Z')
-			c = static_cast<char>(c - 'A' + 'a');
-	}
-	return out;
-}
-
-std::string upperAscii(std::string_view text)
-{
-	std::string out(text);
-	for (char &c : out) {
-		if (c >= 'a' && c <= 'z')
-			c = static_cast<char>(c - 'a' + 'A');
-	}
-	return out;
-}
 
 size_t editDistance(std::string_view a, std::string_view b)
 {
@@ -295,7 +276,7 @@ bool PolicyCompiler::mapping(const YAML::Node &node, std::string_view what, std:
 			const char *best = nullptr;
 			size_t bestDistance = 3;
 			for (const char *k : keys) {
-				size_t d = editDistance(lowerAscii(name), k);
+				size_t d = editDistance(asciiLower(name), k);
 				if (d < bestDistance && d < std::strlen(k)) {
 					best = k;
 					bestDistance = d;
@@ -486,7 +467,7 @@ bool PolicyCompiler::methods(const YAML::Node &node, std::vector<std::string> *o
 			ok = false;
 			continue;
 		}
-		out->push_back(upperAscii(text));
+		out->push_back(asciiUpper(text));
 	}
 	return ok;
 }
@@ -592,7 +573,7 @@ bool PolicyCompiler::headers(const YAML::Node &node, std::vector<HeaderSelector>
 			ok = false;
 			continue;
 		}
-		name = lowerAscii(name);
+		name = asciiLower(name);
 		if (!seen.insert(name).second) {
 			error(pair.first, "duplicate key " + quote(name) + " in headers (header names ignore case)");
 			ok = false;

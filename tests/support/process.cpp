@@ -55,28 +55,38 @@ int decodeStatus(int status)
 	return -1;
 }
 
+// Forks and execs argv with the environment plus extraEnv; inChild runs in
+// the child first (redirections).
+pid_t spawn(const std::vector<std::string> &argvIn, const std::vector<std::string> &extraEnv,
+	    const std::function<void()> &inChild)
+{
+	std::vector<std::string> argv = argvIn;
+	std::vector<std::string> env = environment(extraEnv);
+	auto cargv = cStrings(argv);
+	auto cenv = cStrings(env);
+	pid_t pid = ::fork();
+	if (pid == 0) {
+		inChild();
+		::execve(cargv[0], cargv.data(), cenv.data());
+		::_exit(127);
+	}
+	return pid;
+}
+
 } // namespace
 
-RunResult run(const std::vector<std::string> &argvIn, const std::vector<std::string> &extraEnv,
+RunResult run(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv,
 	      std::chrono::milliseconds timeout)
 {
 	int outPipe[2], errPipe[2];
 	if (::pipe2(outPipe, O_CLOEXEC) < 0 || ::pipe2(errPipe, O_CLOEXEC) < 0)
 		throw std::runtime_error("pipe2 failed");
-	std::vector<std::string> argv = argvIn;
-	std::vector<std::string> env = environment(extraEnv);
-	auto cargv = cStrings(argv);
-	auto cenv = cStrings(env);
-
-	pid_t pid = ::fork();
-	if (pid == 0) {
+	pid_t pid = spawn(argv, extraEnv, [&] {
 		::dup2(outPipe[1], 1);
 		::dup2(errPipe[1], 2);
 		int devnull = ::open("/dev/null", O_RDONLY);
 		::dup2(devnull, 0);
-		::execve(cargv[0], cargv.data(), cenv.data());
-		::_exit(127);
-	}
+	});
 	::close(outPipe[1]);
 	::close(errPipe[1]);
 	UniqueFd out(outPipe[0]), err(errPipe[0]);
@@ -112,23 +122,16 @@ RunResult run(const std::vector<std::string> &argvIn, const std::vector<std::str
 	return result;
 }
 
-Child Child::start(const std::vector<std::string> &argvIn, const std::vector<std::string> &extraEnv,
+Child Child::start(const std::vector<std::string> &argv, const std::vector<std::string> &extraEnv,
 		   const std::string &logFile)
 {
-	std::vector<std::string> argv = argvIn;
-	std::vector<std::string> env = environment(extraEnv);
-	auto cargv = cStrings(argv);
-	auto cenv = cStrings(env);
-	pid_t pid = ::fork();
-	if (pid == 0) {
+	pid_t pid = spawn(argv, extraEnv, [&] {
 		if (!logFile.empty()) {
 			int fd = ::open(logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
 			::dup2(fd, 1);
 			::dup2(fd, 2);
 		}
-		::execve(cargv[0], cargv.data(), cenv.data());
-		::_exit(127);
-	}
+	});
 	Child c;
 	c.pid_ = pid;
 	return c;

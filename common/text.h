@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace gvm {
+
+// ASCII-only case mapping: host names, HTTP methods and header names are
+// ASCII by protocol, and the C locale functions must not apply to them.
+inline std::string asciiLower(std::string_view text)
+{
+	std::string out(text);
+	for (char &c : out)
+		if (c >= 'A' && c <= 'Z')
+			c = static_cast<char>(c - 'A' + 'a');
+	return out;
+}
+
+inline std::string asciiUpper(std::string_view text)
+{
+	std::string out(text);
+	for (char &c : out)
+		if (c >= 'a' && c <= 'z')
+			c = static_cast<char>(c - 'a' + 'A');
+	return out;
+}
+
+} // namespace gvm
