@@ -243,31 +243,34 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 		matched.push_back("path " + view.path());
 	}
 	bool any = rule.action.kind == ActionKind::Deny;
-	for (const QuerySelector &selector : rule.query) {
-		std::vector<std::string_view> values;
-		for (const auto &[key, value] : view.query()) {
-			if (key == selector.param)
-				values.push_back(value);
+	// Query parameters and headers: each selector's key must be present
+	// and its values must match.
+	auto matchKeyed = [&](const std::vector<KeyedRegex> &selectors,
+			      const std::vector<std::pair<std::string, std::string>> &pairs,
+			      const char *noun) -> std::optional<RuleOutcome> {
+		for (const KeyedRegex &selector : selectors) {
+			std::vector<std::string_view> values;
+			for (const auto &[key, value] : pairs) {
+				if (key == selector.key)
+					values.push_back(value);
+			}
+			MatchResult r = matchValues(selector.regex, values, any);
+			if (r == MatchResult::LimitExceeded)
+				return RuleOutcome{Kind::FailClosed,
+						   limitReason(rule, std::string(noun) + " '" + selector.key + "'")};
+			if (r == MatchResult::NoMatch)
+				return RuleOutcome{};
+			matched.push_back(std::string(noun) + " " + selector.key);
 		}
-		MatchResult r = matchValues(selector.regex, values, any);
-		if (r == MatchResult::LimitExceeded)
-			return {Kind::FailClosed, limitReason(rule, "query parameter '" + selector.param + "'")};
-		if (r == MatchResult::NoMatch)
-			return {};
-		matched.push_back("query parameter " + selector.param);
+		return std::nullopt;
+	};
+	if (!rule.query.empty()) {
+		if (auto stop = matchKeyed(rule.query, view.query(), "query parameter"))
+			return *stop;
 	}
-	for (const HeaderSelector &selector : rule.headers) {
-		std::vector<std::string_view> values;
-		for (const auto &[name, value] : view.headers()) {
-			if (name == selector.name)
-				values.push_back(value);
-		}
-		MatchResult r = matchValues(selector.regex, values, any);
-		if (r == MatchResult::LimitExceeded)
-			return {Kind::FailClosed, limitReason(rule, "header '" + selector.name + "'")};
-		if (r == MatchResult::NoMatch)
-			return {};
-		matched.push_back("header " + selector.name);
+	if (!rule.headers.empty()) {
+		if (auto stop = matchKeyed(rule.headers, view.headers(), "header"))
+			return *stop;
 	}
 	if (rule.body) {
 		// Everything else matched, so only the body decides; a body the

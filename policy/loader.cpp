@@ -208,8 +208,14 @@ private:
 	bool methods(const YAML::Node &node, std::vector<std::string> *out);
 	bool cidrs(const YAML::Node &node, std::string_view key, std::vector<Cidr> *out, std::vector<std::string> *texts);
 	std::optional<Regex> regex(const YAML::Node &node, std::string_view what);
-	bool query(const YAML::Node &node, std::vector<QuerySelector> *out);
-	bool headers(const YAML::Node &node, std::vector<HeaderSelector> *out);
+	// What a `query` or `headers` mapping holds, for its diagnostics.
+	struct KeyedRegexKind {
+		const char *section;  // "query"
+		const char *keyNoun;  // "query parameter", "header name"
+		const char *valueNoun; // "query parameter"
+		bool isHeader;        // keys are header tokens, compared lower-cased
+	};
+	bool keyedRegexes(const YAML::Node &node, const KeyedRegexKind &kind, std::vector<KeyedRegex> *out);
 	bool body(const YAML::Node &node, std::optional<BodySelector> *out);
 	bool tcp(const YAML::Node &node, std::optional<TcpSelector> *out);
 	bool rule(const YAML::Node &node, CompiledRule *out);
@@ -517,74 +523,44 @@ std::optional<Regex> PolicyCompiler::regex(const YAML::Node &node, std::string_v
 	return re;
 }
 
-bool PolicyCompiler::query(const YAML::Node &node, std::vector<QuerySelector> *out)
+bool PolicyCompiler::keyedRegexes(const YAML::Node &node, const KeyedRegexKind &kind, std::vector<KeyedRegex> *out)
 {
 	if (!node.IsMap()) {
-		error(node, "expected a mapping of query parameter to regex, got " + describe(node));
+		error(node, "expected a mapping of " + std::string(kind.keyNoun) + " to regex, got " + describe(node));
 		return false;
 	}
 	if (node.size() == 0) {
-		error(node, "query must not be empty");
+		error(node, std::string(kind.section) + " must not be empty");
 		return false;
 	}
 	bool ok = true;
 	std::set<std::string> seen;
 	for (const auto &pair : node) {
-		std::string param;
-		if (!scalar(pair.first, "a query parameter name", &param)) {
+		std::string key;
+		if (!scalar(pair.first, "a " + std::string(kind.keyNoun), &key)) {
 			ok = false;
 			continue;
 		}
-		if (!seen.insert(param).second) {
-			error(pair.first, "duplicate key " + quote(param) + " in query");
+		if (kind.isHeader) {
+			if (!isToken(key)) {
+				error(pair.first, "bad header name " + quote(key) + ": a header name is a token of letters, digits and !#$%&'*+-.^_`|~");
+				ok = false;
+				continue;
+			}
+			key = asciiLower(key);
+		}
+		if (!seen.insert(key).second) {
+			error(pair.first, "duplicate key " + quote(key) + " in " + kind.section +
+						  (kind.isHeader ? " (header names ignore case)" : ""));
 			ok = false;
 			continue;
 		}
-		std::optional<Regex> re = regex(pair.second, "query parameter " + quote(param));
+		std::optional<Regex> re = regex(pair.second, std::string(kind.valueNoun) + " " + quote(key));
 		if (!re) {
 			ok = false;
 			continue;
 		}
-		out->push_back(QuerySelector{param, std::move(*re)});
-	}
-	return ok;
-}
-
-bool PolicyCompiler::headers(const YAML::Node &node, std::vector<HeaderSelector> *out)
-{
-	if (!node.IsMap()) {
-		error(node, "expected a mapping of header name to regex, got " + describe(node));
-		return false;
-	}
-	if (node.size() == 0) {
-		error(node, "headers must not be empty");
-		return false;
-	}
-	bool ok = true;
-	std::set<std::string> seen;
-	for (const auto &pair : node) {
-		std::string name;
-		if (!scalar(pair.first, "a header name", &name)) {
-			ok = false;
-			continue;
-		}
-		if (!isToken(name)) {
-			error(pair.first, "bad header name " + quote(name) + ": a header name is a token of letters, digits and !#$%&'*+-.^_`|~");
-			ok = false;
-			continue;
-		}
-		name = asciiLower(name);
-		if (!seen.insert(name).second) {
-			error(pair.first, "duplicate key " + quote(name) + " in headers (header names ignore case)");
-			ok = false;
-			continue;
-		}
-		std::optional<Regex> re = regex(pair.second, "header " + quote(name));
-		if (!re) {
-			ok = false;
-			continue;
-		}
-		out->push_back(HeaderSelector{name, std::move(*re)});
+		out->push_back(KeyedRegex{key, std::move(*re)});
 	}
 	return ok;
 }
@@ -688,9 +664,9 @@ bool PolicyCompiler::rule(const YAML::Node &node, CompiledRule *out)
 		ok = out->path.has_value() && ok;
 	}
 	if (const YAML::Node *n = field(fields, "query"))
-		ok = query(*n, &out->query) && ok;
+		ok = keyedRegexes(*n, {"query", "query parameter", "query parameter", false}, &out->query) && ok;
 	if (const YAML::Node *n = field(fields, "headers"))
-		ok = headers(*n, &out->headers) && ok;
+		ok = keyedRegexes(*n, {"headers", "header name", "header", true}, &out->headers) && ok;
 	if (const YAML::Node *n = field(fields, "body"))
 		ok = body(*n, &out->body) && ok;
 	if (const YAML::Node *n = field(fields, "tcp"))

@@ -16,13 +16,11 @@
 
 namespace gvm::policy {
 
-struct QuerySelector {
-	std::string param; // as written; request parameters are percent-decoded
-	Regex regex;
-};
-
-struct HeaderSelector {
-	std::string name; // lower-cased
+// A regex on the value(s) of a named part of the request: a query parameter
+// (key as written; request parameters are percent-decoded) or a header (key
+// lower-cased).
+struct KeyedRegex {
+	std::string key;
 	Regex regex;
 };
 
@@ -46,8 +44,8 @@ struct CompiledRule {
 	std::vector<uint16_t> ports;
 	std::vector<std::string> methods; // upper-cased
 	std::optional<Regex> path;
-	std::vector<QuerySelector> query;
-	std::vector<HeaderSelector> headers;
+	std::vector<KeyedRegex> query;
+	std::vector<KeyedRegex> headers;
 	std::optional<BodySelector> body;
 	std::optional<TcpSelector> tcp;
 	bool passthrough = false; // tls: passthrough
