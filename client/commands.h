@@ -19,6 +19,7 @@ struct GlobalOptions {
 
 int runStatus(const GlobalOptions &global, const std::vector<std::string> &args);
 int runPolicy(const GlobalOptions &global, const std::vector<std::string> &args);
+int runAudit(const GlobalOptions &global, const std::vector<std::string> &args);
 
 // Entry point: argv without argv[0].
 int run(const std::vector<std::string> &args);

@@ -20,6 +20,7 @@ const char kUsage[] =
 	"  policy check FILE...                 validate policy files (exit 0 valid, 1 invalid)\n"
 	"  policy test FILE METHOD URL [--header K:V]... [--body TEXT|@FILE]\n"
 	"                                       decide one request offline, without a daemon\n"
+	"  audit verify [FILE]                  check the audit log's hash chain (exit 0 intact, 1 not)\n"
 	"  help [COMMAND]                       show help for a command\n"
 	"\n"
 	"Options (every command):\n"
@@ -72,6 +73,8 @@ int run(const std::vector<std::string> &args)
 		return runStatus(global, rest);
 	if (command == "policy")
 		return runPolicy(global, rest);
+	if (command == "audit")
+		return runAudit(global, rest);
 	if (command == "help") {
 		if (rest.empty()) {
 			std::cout << kUsage;
@@ -83,6 +86,8 @@ int run(const std::vector<std::string> &args)
 			return runStatus(global, sub);
 		if (rest[0] == "policy")
 			return runPolicy(global, sub);
+		if (rest[0] == "audit")
+			return runAudit(global, sub);
 		std::cerr << "gvmctl: unknown command '" << rest[0] << "'\n";
 		return kExitUsage;
 	}

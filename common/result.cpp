@@ -19,6 +19,7 @@ const char *toString(ErrorDomain domain)
 	case ErrorDomain::Pcre2: return "pcre2";
 	case ErrorDomain::Policy: return "policy";
 	case ErrorDomain::Rpc: return "rpc";
+	case ErrorDomain::Http: return "http";
 	case ErrorDomain::Internal: return "internal";
 	}
 	return "unknown";
@@ -85,6 +86,7 @@ std::string Error::message() const
 	case ErrorDomain::Ssl:
 	case ErrorDomain::Policy:
 	case ErrorDomain::Rpc:
+	case ErrorDomain::Http:
 	case ErrorDomain::Internal:
 		break;
 	}

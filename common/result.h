@@ -21,6 +21,7 @@ enum class ErrorDomain {
 	Pcre2,    // code is a PCRE2 error code
 	Policy,   // code is unused; the context says what is wrong
 	Rpc,      // code is a JSON-RPC error code
+	Http,     // code is the HTTP status to answer with (400, 413, 431, 502...)
 	Internal, // code is unused
 };
 

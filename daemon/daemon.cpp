@@ -61,6 +61,7 @@ Daemon::~Daemon()
 {
 	signals_.clear();
 	server_.reset();
+	audit_.reset(); // writes and syncs what is queued
 	if (ownsSocketPath_)
 		::unlink(options_.socketPath.c_str());
 	loop_.reset();
@@ -87,6 +88,10 @@ Result<void> Daemon::setUp()
 	loop_ = std::move(*loop);
 
 	GVM_TRY_VOID(makeDirectories(options_.stateDir, 0700), "preparing the state directory");
+	auto audit = AuditLog::open(*loop_, options_.stateDir + "/audit");
+	if (!audit)
+		return fail(std::move(audit).error());
+	audit_ = std::move(*audit);
 
 	auto fd = openControlSocket();
 	if (!fd)
@@ -191,6 +196,7 @@ rpc::Json Daemon::status(const PeerCredentials &caller) const
 		{"clients", server_->clientCount()},
 		{"socket", options_.socketPath},
 		{"state_dir", options_.stateDir},
+		{"audit", {{"path", audit_->path()}, {"records", audit_->lastSeq()}}},
 		{"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", static_cast<int64_t>(caller.pid)}}},
 	};
 }
@@ -200,6 +206,8 @@ void Daemon::shutdown(int signum)
 	GVM_LOG(Daemon, Info) << "received " << ::strsignal(signum) << ", stopping";
 	sd_notify(0, "STOPPING=1");
 	server_->shutdown();
+	if (auto r = audit_->flush(); !r)
+		GVM_LOG(Audit, Error) << "writing the audit log: " << r.error().message();
 	signals_.clear();
 	loop_->stop();
 }

@@ -6,6 +6,7 @@
 
 #include "common/loop.h"
 #include "common/result.h"
+#include "daemon/audit_log.h"
 #include "daemon/options.h"
 #include "daemon/rpc_server.h"
 
@@ -32,6 +33,7 @@ private:
 
 	Options options_;
 	std::unique_ptr<Loop> loop_;
+	std::unique_ptr<AuditLog> audit_;
 	std::unique_ptr<RpcServer> server_;
 	std::vector<std::unique_ptr<SignalWatcher>> signals_;
 	std::chrono::steady_clock::time_point started_;

@@ -15,7 +15,7 @@ packages="
 	meson ninja-build pkg-config g++ git
 	libuv1-dev android-libboringssl-dev libseccomp-dev
 	libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libyaml-cpp-dev
-	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev
+	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev libhttp-parser-dev
 	systemd iproute2 nftables procps
 	curl python3
 "

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/audit_chain.h"
 #include "common/c_ptr.h"
 #include "common/fd_passing.h"
 #include "common/json_rpc.h"
@@ -320,4 +321,37 @@ TEST_CASE("parseUrl splits what policies match on", "[url]")
 	CHECK_FALSE(parseUrl("http://host:99999/"));
 	CHECK_FALSE(parseUrl("http:///path"));
 	CHECK_FALSE(parseUrl("http://ho st/"));
+}
+
+TEST_CASE("audit records hash canonically, whatever order their keys were set in", "[audit]")
+{
+	nlohmann::json a = {{"host", "x.example"}, {"action", "deny"}, {"hash", "ignored"}};
+	nlohmann::json b;
+	b["action"] = "deny";
+	b["host"] = "x.example";
+	CHECK(canonicalAuditRecord(a) == canonicalAuditRecord(b));
+	CHECK(canonicalAuditRecord(a) == R"({"action":"deny","host":"x.example"})");
+
+	std::string h1 = sealAuditRecord(a, 1, kGenesisHash);
+	std::string h2 = sealAuditRecord(b, 1, kGenesisHash);
+	CHECK(h1 == h2);
+	CHECK(a["hash"] == h1);
+	// hash = SHA-256(prev || canonical record without hash)
+	CHECK(h1 == sha256Hex(std::string(kGenesisHash) +
+			      R"({"action":"deny","host":"x.example","prev":")" + kGenesisHash + R"(","seq":1})"));
+
+	nlohmann::json c = b;
+	CHECK(sealAuditRecord(c, 2, h1) != h1);
+
+	std::istringstream log(rpc::dumpJson(a) + "\n" + rpc::dumpJson(c) + "\n");
+	AuditVerifyReport ok = verifyAuditLog(log);
+	CHECK(ok.status == AuditVerifyReport::Status::Intact);
+	CHECK(ok.records == 2);
+
+	std::istringstream empty("");
+	CHECK(verifyAuditLog(empty).status == AuditVerifyReport::Status::Intact);
+	std::istringstream garbage("not json\n");
+	AuditVerifyReport bad = verifyAuditLog(garbage);
+	CHECK(bad.status == AuditVerifyReport::Status::Broken);
+	CHECK(bad.line == 1);
 }

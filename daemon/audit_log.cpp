@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/audit_log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-journal.h>
+
+#include "common/audit_chain.h"
+#include "common/json_rpc.h"
+#include "common/log.h"
+
+namespace gvm::daemon {
+
+std::string rfc3339Micros(std::chrono::system_clock::time_point t)
+{
+	auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+	std::time_t secs = static_cast<std::time_t>(micros / 1000000);
+	std::tm tm{};
+	gmtime_r(&secs, &tm);
+	char buf[40];
+	size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	std::snprintf(buf + n, sizeof(buf) - n, ".%06lldZ", static_cast<long long>(micros % 1000000));
+	return buf;
+}
+
+AuditLog::AuditLog(Loop &loop, std::string path, UniqueFd fd)
+	: loop_(loop), path_(std::move(path)), fd_(std::move(fd)), timer_(loop, [this] {
+		  timerArmed_ = false;
+		  if (auto r = flush(); !r)
+			  GVM_LOG(Audit, Error) << "writing " << path_ << ": " << r.error().message();
+	  }),
+	  prev_(kGenesisHash)
+{
+}
+
+AuditLog::~AuditLog()
+{
+	if (auto r = flush(); !r)
+		GVM_LOG(Audit, Error) << "writing " << path_ << " at exit: " << r.error().message();
+}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::open(Loop &loop, const std::string &dir)
+{
+	if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST)
+		return fail(Error::fromErrno(errno, "creating " + dir));
+	std::string path = dir + "/audit.jsonl";
+	UniqueFd fd(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "opening " + path));
+	std::unique_ptr<AuditLog> log(new AuditLog(loop, std::move(path), std::move(fd)));
+	GVM_TRY_VOID(log->recover(), "reading the audit log " + log->path_);
+	return log;
+}
+
+Result<void> AuditLog::recover()
+{
+	struct stat st{};
+	if (::fstat(fd_.get(), &st) < 0)
+		return fail(Error::fromErrno(errno, "fstat"));
+	if (st.st_size == 0)
+		return {};
+
+	// Only the tail matters: find the last complete line.
+	const off_t size = st.st_size;
+	const off_t window = std::min<off_t>(size, static_cast<off_t>(kMaxAuditLineBytes) + 2);
+	std::string tail(static_cast<size_t>(window), '\0');
+	ssize_t n = ::pread(fd_.get(), tail.data(), tail.size(), size - window);
+	if (n != window)
+		return fail(Error::fromErrno(n < 0 ? errno : EIO, "reading the tail"));
+
+	size_t end = tail.size();
+	if (tail.back() != '\n') {
+		// Cut short by a crash: remove the partial line so the next
+		// record starts on a line of its own.
+		size_t nl = tail.rfind('\n');
+		off_t keep = nl == std::string::npos ? size - window : size - window + static_cast<off_t>(nl) + 1;
+		if (nl == std::string::npos && window < size)
+			return fail(Error::fromErrno(EINVAL, "the last line is longer than any record"));
+		GVM_LOG(Audit, Warning) << path_ << ": removing an incomplete last record (" << (size - keep)
+					<< " bytes) left by an interrupted write";
+		if (::ftruncate(fd_.get(), keep) < 0)
+			return fail(Error::fromErrno(errno, "truncating the incomplete last record"));
+		end = nl == std::string::npos ? 0 : nl + 1;
+		if (end == 0)
+			return {};
+	}
+	size_t start = tail.rfind('\n', end - 2);
+	start = start == std::string::npos ? 0 : start + 1;
+	if (start == 0 && window < size)
+		return fail(Error::fromErrno(EINVAL, "the last line is longer than any record"));
+	auto last = rpc::parseJson(std::string_view(tail).substr(start, end - 1 - start));
+	if (!last || !last->is_object() || !(*last)["seq"].is_number_unsigned() || !(*last)["hash"].is_string())
+		return fail(Error::fromErrno(EINVAL, "the last record is not a gvm audit record"));
+	seq_ = (*last)["seq"].get<uint64_t>();
+	prev_ = (*last)["hash"].get<std::string>();
+	GVM_LOG(Audit, Info) << path_ << ": continuing after record " << seq_;
+	return {};
+}
+
+const nlohmann::json &AuditLog::append(nlohmann::json record)
+{
+	if (!record.contains("v"))
+		record["v"] = 1;
+	if (!record.contains("ts"))
+		record["ts"] = rfc3339Micros(std::chrono::system_clock::now());
+	prev_ = sealAuditRecord(record, ++seq_, prev_);
+	pending_ += rpc::dumpJson(record);
+	pending_ += '\n';
+	journal(record);
+	last_ = std::move(record);
+
+	if (pending_.size() >= kAuditBatchBytes) {
+		if (auto r = flush(); !r)
+			GVM_LOG(Audit, Error) << "writing " << path_ << ": " << r.error().message();
+	} else if (!timerArmed_) {
+		timerArmed_ = true;
+		timer_.start(static_cast<uint64_t>(kAuditSyncDelay.count()));
+	}
+	return last_;
+}
+
+Result<void> AuditLog::flush()
+{
+	if (timerArmed_) {
+		timer_.stop();
+		timerArmed_ = false;
+	}
+	size_t done = 0;
+	while (done < pending_.size()) {
+		ssize_t n = ::write(fd_.get(), pending_.data() + done, pending_.size() - done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			// Keep what was not written; the next flush retries it.
+			pending_.erase(0, done);
+			return fail(Error::fromErrno(errno, "write"));
+		}
+		done += static_cast<size_t>(n);
+	}
+	const bool wrote = !pending_.empty();
+	pending_.clear();
+	if (wrote && ::fdatasync(fd_.get()) < 0)
+		return fail(Error::fromErrno(errno, "fdatasync"));
+	return {};
+}
+
+void AuditLog::journal(const nlohmann::json &r) const
+{
+	auto text = [&](const char *key) -> std::string {
+		auto it = r.find(key);
+		if (it == r.end() || it->is_null())
+			return "";
+		return it->is_string() ? it->get<std::string>() : rpc::dumpJson(*it);
+	};
+	std::string message = text("action") + " " + text("kind") + " " + text("method") + " " + text("host") +
+			      text("path") + " rule=" + text("rule");
+	sd_journal_send(("MESSAGE=" + message).c_str(), "PRIORITY=6", "GVM_AUDIT=1",
+			("GVM_SEQ=" + text("seq")).c_str(), ("GVM_SANDBOX=" + text("sandbox")).c_str(),
+			("GVM_UID=" + text("uid")).c_str(), ("GVM_KIND=" + text("kind")).c_str(),
+			("GVM_ACTION=" + text("action")).c_str(), ("GVM_MODE=" + text("mode")).c_str(),
+			("GVM_HOST=" + text("host")).c_str(), ("GVM_RULE=" + text("rule")).c_str(),
+			("GVM_POLICY_SHA256=" + text("policy_sha256")).c_str(), ("GVM_HASH=" + text("hash")).c_str(),
+			nullptr);
+}
+
+} // namespace gvm::daemon

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/loop.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace gvm::daemon {
+
+// Records are written and synced at most this long after they are appended.
+inline constexpr std::chrono::milliseconds kAuditSyncDelay{100};
+// A batch this large is written at once rather than waiting for the timer.
+inline constexpr size_t kAuditBatchBytes = 256 * 1024;
+
+// The append-only, hash-chained audit log (see common/audit_chain.h) in
+// DIR/audit.jsonl. Owned by the Daemon, which is its only writer; lives on
+// the loop thread. append() seals a record into the chain at once and
+// queues it; queued records are written in order and fdatasync()ed within
+// kAuditSyncDelay, and on flush() and destruction, so a clean stop loses
+// nothing and a crash loses at most the last unsynced batch. Opening an
+// existing log continues its chain; a last line cut short by a crash is cut
+// off (and said so in the log) so new records never follow a broken one.
+class AuditLog
+{
+public:
+	static Result<std::unique_ptr<AuditLog>> open(Loop &loop, const std::string &dir);
+	~AuditLog();
+
+	// Seals the record (adds "v", "ts" if absent, "seq", "prev", "hash"),
+	// queues it for writing, mirrors it to the journal and returns it.
+	const nlohmann::json &append(nlohmann::json record);
+
+	// Writes and syncs everything queued.
+	Result<void> flush();
+
+	const std::string &path() const { return path_; }
+	uint64_t lastSeq() const { return seq_; }
+	const std::string &lastHash() const { return prev_; }
+
+private:
+	AuditLog(Loop &loop, std::string path, UniqueFd fd);
+	Result<void> recover();
+	void journal(const nlohmann::json &record) const;
+
+	Loop &loop_;
+	std::string path_;
+	UniqueFd fd_;
+	Timer timer_;
+	bool timerArmed_ = false;
+	std::string pending_;
+	uint64_t seq_ = 0;
+	std::string prev_;
+	nlohmann::json last_;
+};
+
+// "2026-11-23T10:30:08.123456Z"
+std::string rfc3339Micros(std::chrono::system_clock::time_point t);
+
+} // namespace gvm::daemon
