@@ -5,190 +5,32 @@
 #include <cstring>
 #include <sys/socket.h>
 
-#include "common/fd_passing.h"
 #include "common/log.h"
 
 namespace gvm::daemon {
 
-const char *RpcConnection::toString(State state)
+RpcConnection::RpcConnection(RpcServer &server, Loop &loop, UniqueFd fd, PeerCredentials peer, uint64_t id)
+	: server_(server), peer_(peer), id_(id),
+	  channel_(loop, std::move(fd),
+		   {[this](const std::string &line, std::vector<UniqueFd> &fds) { handleLine(line, fds); },
+		    [this](const std::string &why) {
+			    if (!why.empty())
+				    GVM_LOG(Rpc, Notice) << "dropping client " << id_ << " (pid " << peer_.pid << ", uid "
+							 << peer_.uid << "): " << why;
+			    server_.release(*this);
+		    }},
+		   "client " + std::to_string(id) + " (uid " + std::to_string(peer.uid) + ")")
 {
-	switch (state) {
-	case State::Open: return "open";
-	case State::Draining: return "draining";
-	case State::Closed: return "closed";
-	}
-	return "?";
 }
 
-RpcConnection::RpcConnection(RpcServer &server, UniqueFd fd, PeerCredentials peer, uint64_t id)
-	: server_(server), fd_(std::move(fd)), peer_(peer), id_(id)
+void RpcConnection::handleLine(const std::string &line, std::vector<UniqueFd> &fds)
 {
-	uv_poll_init(server_.loop_.get(), poll_.get(), fd_.get());
-	poll_.get()->data = this;
-	updatePoll();
-}
-
-RpcConnection::~RpcConnection()
-{
-	poll_.close();
-}
-
-void RpcConnection::setState(State state)
-{
-	GVM_LOG(Rpc, Debug) << "client " << id_ << " (uid " << peer_.uid << "): " << toString(state_) << " -> "
-			    << toString(state);
-	state_ = state;
-}
-
-void RpcConnection::updatePoll()
-{
-	if (state_ == State::Closed)
-		return;
-	int events = 0;
-	if (state_ == State::Open)
-		events |= UV_READABLE;
-	if (outputOffset_ < output_.size())
-		events |= UV_WRITABLE;
-	if (events == 0) {
-		uv_poll_stop(poll_.get());
-		return;
-	}
-	uv_poll_start(poll_.get(), events, [](uv_poll_t *p, int status, int ev) {
-		if (auto *self = static_cast<RpcConnection *>(p->data))
-			self->onPoll(status, ev);
-	});
-}
-
-void RpcConnection::onPoll(int status, int events)
-{
-	if (status < 0) {
-		GVM_LOG(Rpc, Debug) << "client " << id_ << ": " << uv_strerror(status);
-		close();
-		return;
-	}
-	if (events & UV_WRITABLE)
-		flush();
-	if (state_ == State::Open && (events & UV_READABLE))
-		onReadable();
-}
-
-void RpcConnection::onReadable()
-{
-	char buf[kReadChunkBytes];
-	auto received = receiveWithFds(fd_.get(), buf, sizeof(buf));
-	if (!received) {
-		if (received.error().code() == EAGAIN)
-			return;
-		GVM_LOG(Rpc, Debug) << "client " << id_ << ": " << received.error().message();
-		close();
-		return;
-	}
-	if (received->bytes == 0) {
-		// The client finished sending; answer what it asked, then close.
-		closeAfterFlush();
-		return;
-	}
-	for (auto &fd : received->fds) {
-		if (receivedFds_.size() >= kMaxPassedFds) {
-			// More descriptors than any request can use: a
-			// misbehaving client. Drop it rather than hoard fds.
-			send(rpc::encodeError(nullptr, {rpc::kInvalidRequest, "too many file descriptors", nullptr}));
-			closeAfterFlush();
-			return;
-		}
-		receivedFds_.push_back(std::move(fd));
-	}
-
-	std::vector<std::string> lines;
-	auto fed = framer_.feed(std::string_view(buf, received->bytes), &lines);
-	for (const std::string &line : lines) {
-		if (state_ != State::Open)
-			break;
-		handleLine(line);
-	}
-	if (!fed && state_ == State::Open) {
-		// An oversized message cannot be resynchronised: answer and hang up.
-		send(rpc::encodeError(nullptr, rpc::toRpcError(fed.error())));
-		closeAfterFlush();
-	}
-}
-
-void RpcConnection::handleLine(const std::string &line)
-{
-	if (line.empty())
-		return;
 	rpc::DecodedRequest decoded = rpc::decodeRequest(line);
 	if (!decoded.request) {
 		send(rpc::encodeError(decoded.id, decoded.error));
 		return;
 	}
-	// Descriptors belong to the request they arrived with; whatever the
-	// method does not take is closed when this returns.
-	std::vector<UniqueFd> fds = std::move(receivedFds_);
-	receivedFds_.clear();
 	server_.dispatch(*this, std::move(*decoded.request), fds);
-}
-
-void RpcConnection::send(std::string line)
-{
-	if (state_ == State::Closed)
-		return;
-	if (output_.size() - outputOffset_ + line.size() > kMaxPendingOutputBytes) {
-		GVM_LOG(Rpc, Warning) << "client " << id_ << " (uid " << peer_.uid
-				      << ") is not reading its output; dropping it";
-		close();
-		return;
-	}
-	if (outputOffset_ == output_.size()) {
-		output_.clear();
-		outputOffset_ = 0;
-	}
-	output_.append(line);
-	flush();
-}
-
-void RpcConnection::flush()
-{
-	while (outputOffset_ < output_.size()) {
-		ssize_t n = ::send(fd_.get(), output_.data() + outputOffset_, output_.size() - outputOffset_,
-				   MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			GVM_LOG(Rpc, Debug) << "client " << id_ << ": send: " << std::strerror(errno);
-			close();
-			return;
-		}
-		outputOffset_ += static_cast<size_t>(n);
-	}
-	if (outputOffset_ == output_.size()) {
-		output_.clear();
-		outputOffset_ = 0;
-		if (state_ == State::Draining) {
-			close();
-			return;
-		}
-	}
-	updatePoll();
-}
-
-void RpcConnection::closeAfterFlush()
-{
-	if (state_ != State::Open)
-		return;
-	setState(State::Draining);
-	flush();
-}
-
-void RpcConnection::close()
-{
-	if (state_ == State::Closed)
-		return;
-	setState(State::Closed);
-	uv_poll_stop(poll_.get());
-	server_.release(*this);
 }
 
 Result<std::unique_ptr<RpcServer>> RpcServer::create(Loop &loop, UniqueFd listenFd)
@@ -220,12 +62,9 @@ void RpcServer::addMethod(std::string name, MethodHandler handler)
 void RpcServer::shutdown()
 {
 	poll_.close();
-	while (!connections_.empty()) {
-		auto it = connections_.begin();
-		std::unique_ptr<RpcConnection> conn = std::move(it->second);
-		connections_.erase(it);
-		conn->state_ = RpcConnection::State::Closed;
-	}
+	// Not inside any connection's callback here: destroy them now. A
+	// LineChannel destroyed without close() calls nothing back.
+	connections_.clear();
 	perUid_.clear();
 }
 
@@ -278,7 +117,7 @@ void RpcServer::onAcceptable()
 		uint64_t id = nextId_++;
 		perUid_[peer.uid]++;
 		GVM_LOG(Rpc, Debug) << "client " << id << " connected (pid " << peer.pid << ", uid " << peer.uid << ")";
-		connections_[id] = std::make_unique<RpcConnection>(*this, std::move(fd), peer, id);
+		connections_[id] = std::make_unique<RpcConnection>(*this, loop_, std::move(fd), peer, id);
 	}
 }
 

@@ -10,19 +10,17 @@
 #include <vector>
 
 #include "common/json_rpc.h"
+#include "common/line_channel.h"
 #include "common/loop.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
 namespace gvm::daemon {
 
-// Limits on what clients can make gvmd hold.
+// Limits on what clients can make gvmd hold (output per client is bounded
+// by kMaxPendingOutputBytes, messages by rpc::kMaxMessageBytes).
 inline constexpr size_t kMaxClientsPerUid = 16;
 inline constexpr size_t kMaxClients = 512;
-// A client that does not read its responses or notifications is dropped once
-// this much output is queued for it.
-inline constexpr size_t kMaxPendingOutputBytes = 8 * 1024 * 1024;
-inline constexpr size_t kReadChunkBytes = 64 * 1024;
 
 // Who is on the other end, from SO_PEERCRED at accept time.
 struct PeerCredentials {
@@ -33,49 +31,30 @@ struct PeerCredentials {
 
 class RpcServer;
 
-// One client connection. Owned by RpcServer; lives on the loop's thread;
-// destroyed (deferred) once closed. Reads newline-framed JSON-RPC requests,
-// dispatches them in order and writes responses, buffering output up to
-// kMaxPendingOutputBytes.
+// One client connection: a LineChannel plus who the client is. Owned by
+// RpcServer; lives on the loop's thread; destroyed (deferred) once closed.
+// Requests are dispatched in order as they arrive.
 class RpcConnection
 {
 public:
-	enum class State { Open, Draining, Closed };
-	static const char *toString(State state);
-
-	RpcConnection(RpcServer &server, UniqueFd fd, PeerCredentials peer, uint64_t id);
-	~RpcConnection();
+	RpcConnection(RpcServer &server, Loop &loop, UniqueFd fd, PeerCredentials peer, uint64_t id);
 
 	const PeerCredentials &peer() const { return peer_; }
 	uint64_t id() const { return id_; }
-	State state() const { return state_; }
 
 	// Queues one encoded line. A client over its output budget is closed.
-	void send(std::string line);
+	void send(std::string line) { channel_.send(std::move(line)); }
 	// Stops reading, flushes what is queued, then closes.
-	void closeAfterFlush();
-	// Closes now.
-	void close();
+	void closeAfterFlush() { channel_.closeAfterFlush(); }
+	void close() { channel_.close(); }
 
 private:
-	friend class RpcServer;
-	void setState(State state);
-	void onPoll(int status, int events);
-	void onReadable();
-	void flush();
-	void updatePoll();
-	void handleLine(const std::string &line);
+	void handleLine(const std::string &line, std::vector<UniqueFd> &fds);
 
 	RpcServer &server_;
-	UniqueFd fd_;
 	PeerCredentials peer_;
 	uint64_t id_;
-	State state_ = State::Open;
-	UvHandle<uv_poll_t> poll_;
-	rpc::LineFramer framer_;
-	std::string output_;
-	size_t outputOffset_ = 0;
-	std::vector<UniqueFd> receivedFds_;
+	LineChannel channel_;
 };
 
 // What a method handler gets besides its params.

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common/line_channel.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/socket.h>
+
+#include "common/fd_passing.h"
+#include "common/log.h"
+
+namespace gvm {
+
+const char *LineChannel::toString(State state)
+{
+	switch (state) {
+	case State::Open: return "open";
+	case State::Draining: return "draining";
+	case State::Closed: return "closed";
+	}
+	return "?";
+}
+
+LineChannel::LineChannel(Loop &loop, UniqueFd fd, Callbacks callbacks, std::string name)
+	: fd_(std::move(fd)), callbacks_(std::move(callbacks)), name_(std::move(name))
+{
+	uv_poll_init(loop.get(), poll_.get(), fd_.get());
+	poll_.get()->data = this;
+	updatePoll();
+}
+
+LineChannel::~LineChannel()
+{
+	poll_.close();
+}
+
+void LineChannel::setState(State state)
+{
+	GVM_LOG(Rpc, Debug) << name_ << ": " << toString(state_) << " -> " << toString(state);
+	state_ = state;
+}
+
+void LineChannel::updatePoll()
+{
+	if (state_ == State::Closed)
+		return;
+	int events = 0;
+	if (state_ == State::Open)
+		events |= UV_READABLE;
+	if (outputOffset_ < output_.size())
+		events |= UV_WRITABLE;
+	if (events == 0) {
+		uv_poll_stop(poll_.get());
+		return;
+	}
+	uv_poll_start(poll_.get(), events, [](uv_poll_t *p, int status, int ev) {
+		if (auto *self = static_cast<LineChannel *>(p->data))
+			self->onPoll(status, ev);
+	});
+}
+
+void LineChannel::onPoll(int status, int events)
+{
+	if (status < 0) {
+		close(uv_strerror(status));
+		return;
+	}
+	if (events & UV_WRITABLE)
+		flush();
+	if (state_ == State::Open && (events & UV_READABLE))
+		onReadable();
+}
+
+void LineChannel::onReadable()
+{
+	char buf[kReadChunkBytes];
+	auto received = receiveWithFds(fd_.get(), buf, sizeof(buf));
+	if (!received) {
+		if (received.error().code() != EAGAIN)
+			close(received.error().message());
+		return;
+	}
+	if (received->bytes == 0) {
+		// The peer finished sending: answer what it asked, then close.
+		closeAfterFlush();
+		return;
+	}
+	for (auto &fd : received->fds) {
+		if (receivedFds_.size() >= kMaxPassedFds) {
+			// More descriptors than any message can use: a
+			// misbehaving peer. Drop it rather than hoard fds.
+			send(rpc::encodeError(nullptr, {rpc::kInvalidRequest, "too many file descriptors", nullptr}));
+			closeAfterFlush();
+			return;
+		}
+		receivedFds_.push_back(std::move(fd));
+	}
+
+	std::vector<std::string> lines;
+	auto fed = framer_.feed(std::string_view(buf, received->bytes), &lines);
+	for (const std::string &line : lines) {
+		if (state_ != State::Open)
+			return;
+		if (line.empty())
+			continue;
+		// Descriptors belong to the message they arrived with.
+		std::vector<UniqueFd> fds = std::move(receivedFds_);
+		receivedFds_.clear();
+		callbacks_.onLine(line, fds);
+	}
+	if (!fed && state_ == State::Open) {
+		// An oversized message cannot be resynchronised: answer and hang up.
+		send(rpc::encodeError(nullptr, rpc::toRpcError(fed.error())));
+		closeAfterFlush();
+	}
+}
+
+void LineChannel::send(std::string line)
+{
+	if (state_ == State::Closed)
+		return;
+	if (output_.size() - outputOffset_ + line.size() > kMaxPendingOutputBytes) {
+		close("the peer is not reading its output");
+		return;
+	}
+	if (outputOffset_ == output_.size()) {
+		output_.clear();
+		outputOffset_ = 0;
+	}
+	output_.append(line);
+	flush();
+}
+
+void LineChannel::flush()
+{
+	while (outputOffset_ < output_.size()) {
+		ssize_t n = ::send(fd_.get(), output_.data() + outputOffset_, output_.size() - outputOffset_,
+				   MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			close(std::string("send: ") + std::strerror(errno));
+			return;
+		}
+		outputOffset_ += static_cast<size_t>(n);
+	}
+	if (outputOffset_ == output_.size()) {
+		output_.clear();
+		outputOffset_ = 0;
+		if (state_ == State::Draining) {
+			close();
+			return;
+		}
+	}
+	updatePoll();
+}
+
+void LineChannel::closeAfterFlush()
+{
+	if (state_ != State::Open)
+		return;
+	setState(State::Draining);
+	flush();
+}
+
+void LineChannel::close(const std::string &why)
+{
+	if (state_ == State::Closed)
+		return;
+	if (!why.empty())
+		GVM_LOG(Rpc, Debug) << name_ << ": closing: " << why;
+	setState(State::Closed);
+	uv_poll_stop(poll_.get());
+	if (callbacks_.onClosed)
+		callbacks_.onClosed(why);
+}
+
+} // namespace gvm

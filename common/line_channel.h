@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/json_rpc.h"
+#include "common/loop.h"
+#include "common/unique_fd.h"
+
+namespace gvm {
+
+// Output a peer may leave unread before the channel gives up on it.
+inline constexpr size_t kMaxPendingOutputBytes = 8 * 1024 * 1024;
+inline constexpr size_t kReadChunkBytes = 64 * 1024;
+
+// Newline-framed messages over a non-blocking unix stream socket, on the
+// loop: reads lines (at most rpc::kMaxMessageBytes each) together with any
+// descriptors passed alongside (SCM_RIGHTS), and writes lines through a
+// bounded output buffer. Used for gvmd's clients and for the control
+// channel between gvmd and a proxy worker. Owned by whoever holds the
+// peer; single-threaded. Callbacks may close the channel or ask for the
+// owner's deferred deletion (Loop::deleteLater), never delete it at once;
+// the channel never calls back after close().
+class LineChannel
+{
+public:
+	enum class State { Open, Draining, Closed };
+	static const char *toString(State state);
+
+	struct Callbacks {
+		// One complete line, with the descriptors that arrived since the
+		// previous line (the callee takes what it wants; the rest close).
+		std::function<void(const std::string &line, std::vector<UniqueFd> &fds)> onLine;
+		// The channel closed: peer hung up, an I/O error, an oversized
+		// message, too many descriptors, or a peer not reading its output.
+		// `why` is empty for an orderly close.
+		std::function<void(const std::string &why)> onClosed;
+	};
+
+	LineChannel(Loop &loop, UniqueFd fd, Callbacks callbacks, std::string name);
+	~LineChannel();
+	LineChannel(const LineChannel &) = delete;
+	LineChannel &operator=(const LineChannel &) = delete;
+
+	State state() const { return state_; }
+	int fd() const { return fd_.get(); }
+
+	// Queues one encoded line (ending in '\n'). A peer over its output
+	// budget is disconnected.
+	void send(std::string line);
+	// Stops reading, writes what is queued, then closes.
+	void closeAfterFlush();
+	// Closes now.
+	void close(const std::string &why = "");
+
+private:
+	void setState(State state);
+	void updatePoll();
+	void onPoll(int status, int events);
+	void onReadable();
+	void flush();
+
+	UniqueFd fd_;
+	Callbacks callbacks_;
+	std::string name_;
+	State state_ = State::Open;
+	UvHandle<uv_poll_t> poll_;
+	rpc::LineFramer framer_;
+	std::string output_;
+	size_t outputOffset_ = 0;
+	std::vector<UniqueFd> receivedFds_;
+};
+
+} // namespace gvm
