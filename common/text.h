@@ -26,4 +26,16 @@ inline std::string asciiUpper(std::string_view text)
 	return out;
 }
 
+// The value of one hexadecimal digit, or -1.
+inline int hexDigitValue(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 } // namespace gvm

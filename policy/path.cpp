@@ -4,22 +4,14 @@
 // segments normalised, so "/graph%71l" and "/a/../graphql" are "/graphql".
 #include "policy/path.h"
 
+#include "common/text.h"
+
 #include "policy/policy.h"
 
 namespace gvm::policy {
 
 namespace {
 
-int hexValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 bool isUnreserved(unsigned char c)
 {
@@ -40,8 +32,8 @@ std::string percentDecode(std::string_view text, bool plusIsSpace)
 	out.reserve(text.size());
 	for (size_t i = 0; i < text.size(); i++) {
 		char c = text[i];
-		if (c == '%' && i + 2 < text.size() && hexValue(text[i + 1]) >= 0 && hexValue(text[i + 2]) >= 0) {
-			out += static_cast<char>(hexValue(text[i + 1]) * 16 + hexValue(text[i + 2]));
+		if (c == '%' && i + 2 < text.size() && hexDigitValue(text[i + 1]) >= 0 && hexDigitValue(text[i + 2]) >= 0) {
+			out += static_cast<char>(hexDigitValue(text[i + 1]) * 16 + hexDigitValue(text[i + 2]));
 			i += 2;
 		} else if (c == '+' && plusIsSpace) {
 			out += ' ';
@@ -96,8 +88,8 @@ std::string normalizePath(std::string_view path)
 	decoded.reserve(path.size());
 	for (size_t i = 0; i < path.size(); i++) {
 		char c = path[i];
-		if (c == '%' && i + 2 < path.size() && hexValue(path[i + 1]) >= 0 && hexValue(path[i + 2]) >= 0) {
-			auto byte = static_cast<unsigned char>(hexValue(path[i + 1]) * 16 + hexValue(path[i + 2]));
+		if (c == '%' && i + 2 < path.size() && hexDigitValue(path[i + 1]) >= 0 && hexDigitValue(path[i + 2]) >= 0) {
+			auto byte = static_cast<unsigned char>(hexDigitValue(path[i + 1]) * 16 + hexDigitValue(path[i + 2]));
 			if (isUnreserved(byte)) {
 				decoded += static_cast<char>(byte);
 			} else {
