@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/support/process.h"
 
+#include "common/loop.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -290,6 +292,22 @@ std::string binaryFromEnv(const char *var)
 	if (!v)
 		throw std::runtime_error(std::string(var) + " is not set (run the tests through meson)");
 	return v;
+}
+
+} // namespace gvm::test
+
+namespace gvm::test {
+
+bool runLoopUntil(Loop &loop, const std::function<bool()> &pred, std::chrono::milliseconds timeout)
+{
+	auto deadline = std::chrono::steady_clock::now() + timeout;
+	Timer check(loop, [&] {
+		if (pred() || std::chrono::steady_clock::now() >= deadline)
+			loop.stop();
+	});
+	check.start(0, 5);
+	loop.run();
+	return pred();
 }
 
 } // namespace gvm::test

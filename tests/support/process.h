@@ -94,3 +94,15 @@ private:
 std::string binaryFromEnv(const char *var);
 
 } // namespace gvm::test
+
+namespace gvm {
+class Loop;
+}
+
+namespace gvm::test {
+
+// Runs the loop until pred() holds or the timeout passes; returns pred().
+bool runLoopUntil(Loop &loop, const std::function<bool()> &pred,
+		  std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+} // namespace gvm::test
