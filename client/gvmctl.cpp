@@ -21,6 +21,8 @@ const char kUsage[] =
 	"  policy test FILE METHOD URL [--header K:V]... [--body TEXT|@FILE]\n"
 	"                                       decide one request offline, without a daemon\n"
 	"  audit verify [FILE]                  check the audit log's hash chain (exit 0 intact, 1 not)\n"
+	"  audit show [--sandbox ID] [--limit N]\n"
+	"                                       the latest decisions recorded by gvmd\n"
 	"  help [COMMAND]                       show help for a command\n"
 	"\n"
 	"Options (every command):\n"

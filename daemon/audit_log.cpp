@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -147,6 +148,42 @@ Result<void> AuditLog::flush()
 	if (wrote && ::fdatasync(fd_.get()) < 0)
 		return fail(Error::fromErrno(errno, "fdatasync"));
 	return {};
+}
+
+Result<std::vector<nlohmann::json>> AuditLog::readBack(size_t limit,
+						       const std::function<bool(const nlohmann::json &)> &keep)
+{
+	GVM_TRY_VOID(flush(), "writing the audit log");
+	UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "opening " + path_));
+	// A full scan: fine for the log sizes of one host; an index comes when
+	// logs rotate.
+	std::deque<nlohmann::json> kept;
+	std::string buffer;
+	char chunk[65536];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fail(Error::fromErrno(errno, "reading " + path_));
+		}
+		if (n == 0)
+			break;
+		buffer.append(chunk, static_cast<size_t>(n));
+		size_t start = 0;
+		for (size_t nl; (nl = buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
+			auto record = rpc::parseJson(std::string_view(buffer).substr(start, nl - start));
+			if (!record || !record->is_object() || !keep(*record))
+				continue;
+			kept.push_back(std::move(*record));
+			if (kept.size() > limit)
+				kept.pop_front();
+		}
+		buffer.erase(0, start);
+	}
+	return std::vector<nlohmann::json>(std::make_move_iterator(kept.begin()), std::make_move_iterator(kept.end()));
 }
 
 void AuditLog::journal(const nlohmann::json &r) const

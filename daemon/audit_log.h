@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,11 @@ public:
 
 	// Writes and syncs everything queued.
 	Result<void> flush();
+
+	// The last `limit` records for which keep(record) holds, oldest first,
+	// read back from the file after a flush.
+	Result<std::vector<nlohmann::json>> readBack(size_t limit,
+						     const std::function<bool(const nlohmann::json &)> &keep);
 
 	const std::string &path() const { return path_; }
 	uint64_t lastSeq() const { return seq_; }

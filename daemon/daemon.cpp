@@ -179,6 +179,36 @@ Result<UniqueFd> Daemon::openControlSocket()
 
 void Daemon::registerMethods()
 {
+	// Decisions of the caller's own sandboxes; root sees every record.
+	server_->addMethod("audit.show", [this](CallContext &ctx, const rpc::Json &params) -> Result<rpc::Json> {
+		if (!params.is_null() && !params.is_object())
+			return fail(Error(ErrorDomain::Rpc, rpc::kInvalidParams, "params must be an object"));
+		std::string sandbox;
+		int64_t limit = kAuditShowDefaultLimit;
+		if (params.is_object()) {
+			if (auto s = params.find("sandbox"); s != params.end()) {
+				if (!s->is_string())
+					return fail(Error(ErrorDomain::Rpc, rpc::kInvalidParams, "\"sandbox\" must be a string"));
+				sandbox = s->get<std::string>();
+			}
+			if (auto l = params.find("limit"); l != params.end()) {
+				if (!l->is_number_integer() || l->get<int64_t>() < 1 || l->get<int64_t>() > kAuditShowMaxLimit)
+					return fail(Error(ErrorDomain::Rpc, rpc::kInvalidParams,
+							  "\"limit\" must be an integer from 1 to " + std::to_string(kAuditShowMaxLimit)));
+				limit = l->get<int64_t>();
+			}
+		}
+		const uid_t uid = ctx.peer.uid;
+		auto records = audit_->readBack(static_cast<size_t>(limit), [&](const rpc::Json &r) {
+			if (uid != 0 && (!r.contains("uid") || r["uid"] != uid))
+				return false;
+			return sandbox.empty() || (r.contains("sandbox") && r["sandbox"] == sandbox);
+		});
+		if (!records)
+			return fail(std::move(records).error());
+		return rpc::Json{{"records", std::move(*records)}};
+	});
+
 	server_->addMethod("daemon.status", [this](CallContext &ctx, const rpc::Json &) -> Result<rpc::Json> {
 		return status(ctx.peer);
 	});

@@ -12,6 +12,10 @@
 
 namespace gvm::daemon {
 
+// audit.show answers with at most this many records (default, maximum).
+inline constexpr int64_t kAuditShowDefaultLimit = 100;
+inline constexpr int64_t kAuditShowMaxLimit = 10000;
+
 // The gvmd process: owns the loop, the control socket and the RPC methods.
 // One instance per process, on the loop's thread, alive until run() returns.
 class Daemon

@@ -248,3 +248,67 @@ TEST_CASE("gvmctl audit verify explains a missing file and bad usage", "[audit]"
 	CHECK(help.status == 0);
 	CHECK_THAT(help.out, Catch::Contains("first broken link"));
 }
+
+TEST_CASE("gvmctl audit show returns the latest decisions, filtered", "[audit]")
+{
+	TempDir dir;
+	std::string stateDir = dir.path() + "/state";
+	std::filesystem::create_directories(stateDir);
+	{
+		// Records of three sandboxes, as gvmd would have written them.
+		auto loop = Loop::create();
+		REQUIRE(loop);
+		auto log = daemon::AuditLog::open(**loop, stateDir + "/audit");
+		REQUIRE(log);
+		for (int i = 0; i < 12; ++i) {
+			auto r = decision(i);
+			r["uid"] = ::getuid();
+			if (i == 11) {
+				r["mode"] = "monitor";
+				r["action"] = "deny";
+				r["rule"] = nullptr;
+			}
+			(*log)->append(r);
+		}
+	}
+	std::string socket = dir.path() + "/gvmd.sock";
+	Child gvmd = Child::start({binaryFromEnv("GVM_GVMD"), "--socket", socket, "--state-dir", stateDir}, {},
+				  dir.path() + "/gvmd.log");
+	REQUIRE(waitFor([&] { return RawClient(socket).connected(); }));
+	auto gvmctl = [&](std::vector<std::string> args) {
+		args.insert(args.begin(), {binaryFromEnv("GVM_GVMCTL"), "--socket", socket, "audit", "show"});
+		return run(args);
+	};
+
+	RunResult all = gvmctl({"--json"});
+	INFO(all.err);
+	REQUIRE(all.status == 0);
+	std::istringstream lines(all.out);
+	std::vector<nlohmann::json> records;
+	for (std::string l; std::getline(lines, l);)
+		records.push_back(*rpc::parseJson(l));
+	REQUIRE(records.size() == 12);
+	CHECK(records.front()["seq"] == 1);
+	CHECK(records.back()["seq"] == 12);
+
+	RunResult sb1 = gvmctl({"--sandbox", "sb1", "--limit", "2", "--json"});
+	REQUIRE(sb1.status == 0);
+	std::istringstream sbLines(sb1.out);
+	std::vector<int> seqs;
+	for (std::string l; std::getline(sbLines, l);) {
+		auto r = rpc::parseJson(l);
+		CHECK((*r)["sandbox"] == "sb1");
+		seqs.push_back((*r)["seq"].get<int>());
+	}
+	// sb1 holds records 2, 5, 8, 11; the latest two, oldest first.
+	CHECK(seqs == std::vector<int>{8, 11});
+
+	RunResult human = gvmctl({"--limit", "1"});
+	REQUIRE(human.status == 0);
+	CHECK_THAT(human.out, Catch::Contains("would deny http GET api.github.com:443/repos/11 -> 200 rule=(default) sandbox=sb2"));
+
+	RunResult badLimit = gvmctl({"--limit", "0"});
+	CHECK(badLimit.status == 1);
+	CHECK_THAT(badLimit.err, Catch::Contains("\"limit\" must be an integer from 1 to 10000"));
+	CHECK(gvmctl({"--limit", "x"}).status == 2);
+}

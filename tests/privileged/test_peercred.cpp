@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "common/json_rpc.h"
+#include "common/loop.h"
+#include "daemon/audit_log.h"
 #include "daemon/rpc_server.h"
 #include "tests/support/process.h"
 
@@ -31,7 +33,8 @@ struct Outcome {
 
 // Runs a client in a child process as uid/gid nobody with the given
 // supplementary groups, and reports what it got.
-Outcome connectAs(const std::string &socket, const std::vector<gid_t> &groups)
+Outcome connectAs(const std::string &socket, const std::vector<gid_t> &groups,
+		  const std::string &method = "daemon.status")
 {
 	int fds[2];
 	REQUIRE(::pipe(fds) == 0);
@@ -46,7 +49,7 @@ Outcome connectAs(const std::string &socket, const std::vector<gid_t> &groups)
 		if (!c.connected()) {
 			msg = "E" + std::to_string(c.error());
 		} else {
-			auto reply = c.call("daemon.status");
+			auto reply = c.call(method);
 			msg = "R" + (reply ? rpc::dumpJson(*reply) : std::string("{}"));
 		}
 		[[maybe_unused]] ssize_t n = ::write(fds[1], msg.data(), msg.size());
@@ -128,4 +131,41 @@ TEST_CASE("gvmd tells users apart by SO_PEERCRED and the socket keeps others out
 		REQUIRE(reply);
 		CHECK((*reply)["result"]["caller"]["uid"] == kNobody);
 	}
+}
+
+TEST_CASE("a user sees only the audit records of their own sandboxes", "[peercred]")
+{
+	TempDir dir;
+	REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+	std::string stateDir = dir.path() + "/state";
+	std::filesystem::create_directories(stateDir);
+	{
+		auto loop = Loop::create();
+		REQUIRE(loop);
+		auto log = daemon::AuditLog::open(**loop, stateDir + "/audit");
+		REQUIRE(log);
+		for (int i = 0; i < 6; ++i)
+			(*log)->append({{"uid", i % 2 ? kNobody : 1000u}, {"sandbox", "sb" + std::to_string(i)},
+					{"kind", "http"}, {"action", "allow"}});
+	}
+	std::string socket = dir.path() + "/run/gvmd.sock";
+	Child gvmd = Child::start({binaryFromEnv("GVM_GVMD"), "--socket", socket, "--state-dir", stateDir}, {},
+				  dir.path() + "/gvmd.log");
+	REQUIRE(waitFor([&] { return RawClient(socket).connected(); }));
+	struct stat st{};
+	REQUIRE(::stat(socket.c_str(), &st) == 0);
+
+	Outcome o = connectAs(socket, {st.st_gid}, "audit.show");
+	REQUIRE(o.connectErrno == 0);
+	auto reply = rpc::parseJson(o.reply);
+	REQUIRE(reply);
+	auto &records = (*reply)["result"]["records"];
+	REQUIRE(records.size() == 3);
+	for (auto &r : records)
+		CHECK(r["uid"] == kNobody);
+
+	// Root sees everyone's.
+	auto rootReply = RawClient(socket).call("audit.show");
+	REQUIRE(rootReply);
+	CHECK((*rootReply)["result"]["records"].size() == 6);
 }
