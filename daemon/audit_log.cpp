@@ -3,7 +3,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,20 +13,10 @@
 #include "common/audit_chain.h"
 #include "common/json_rpc.h"
 #include "common/log.h"
+#include "common/rfc3339.h"
 
 namespace gvm::daemon {
 
-std::string rfc3339Micros(std::chrono::system_clock::time_point t)
-{
-	auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-	std::time_t secs = static_cast<std::time_t>(micros / 1000000);
-	std::tm tm{};
-	gmtime_r(&secs, &tm);
-	char buf[40];
-	size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	std::snprintf(buf + n, sizeof(buf) - n, ".%06lldZ", static_cast<long long>(micros % 1000000));
-	return buf;
-}
 
 AuditLog::AuditLog(Loop &loop, std::string path, UniqueFd fd)
 	: loop_(loop), path_(std::move(path)), fd_(std::move(fd)), timer_(loop, [this] {
@@ -108,7 +97,7 @@ const nlohmann::json &AuditLog::append(nlohmann::json record)
 	if (!record.contains("v"))
 		record["v"] = 1;
 	if (!record.contains("ts"))
-		record["ts"] = rfc3339Micros(std::chrono::system_clock::now());
+		record["ts"] = rfc3339(std::chrono::system_clock::now(), TimePrecision::Micros);
 	prev_ = sealAuditRecord(record, ++seq_, prev_);
 	pending_ += rpc::dumpJson(record);
 	pending_ += '\n';

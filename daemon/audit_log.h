@@ -67,7 +67,4 @@ private:
 	nlohmann::json last_;
 };
 
-// "2026-11-23T10:30:08.123456Z"
-std::string rfc3339Micros(std::chrono::system_clock::time_point t);
-
 } // namespace gvm::daemon

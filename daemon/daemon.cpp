@@ -4,7 +4,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <ctime>
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
@@ -15,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "common/log.h"
+#include "common/rfc3339.h"
 #include "gvm_config.h"
 
 namespace gvm::daemon {
@@ -41,16 +41,6 @@ Result<void> makeDirectories(const std::string &dir, mode_t mode)
 	if (!S_ISDIR(st.st_mode))
 		return fail(Error::fromErrno(ENOTDIR, dir));
 	return {};
-}
-
-std::string rfc3339(std::chrono::system_clock::time_point t)
-{
-	std::time_t secs = std::chrono::system_clock::to_time_t(t);
-	std::tm tm{};
-	gmtime_r(&secs, &tm);
-	char buf[32];
-	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
 }
 
 } // namespace
@@ -220,7 +210,7 @@ rpc::Json Daemon::status(const PeerCredentials &caller) const
 	return {
 		{"version", GVM_VERSION},
 		{"pid", static_cast<int64_t>(::getpid())},
-		{"started", rfc3339(startedWall_)},
+		{"started", rfc3339(startedWall_, TimePrecision::Seconds)},
 		{"uptime_s", std::chrono::duration<double>(uptime).count()},
 		{"sandboxes", 0},
 		{"clients", server_->clientCount()},
