@@ -14,6 +14,7 @@
 #include "common/json_rpc.h"
 #include "common/loop.h"
 #include "daemon/audit_log.h"
+#include "tests/support/audit_log.h"
 #include "tests/support/process.h"
 
 using namespace gvm;
@@ -34,18 +35,13 @@ nlohmann::json decision(int i)
 	};
 }
 
-// Writes n records with a fresh AuditLog in dir, then closes it cleanly.
+// Writes n records as gvmd would, into dir/audit.jsonl.
 std::string writeLog(const std::string &dir, int n)
 {
-	auto loop = Loop::create();
-	REQUIRE(loop);
-	auto log = daemon::AuditLog::open(**loop, dir);
-	REQUIRE(log);
+	std::vector<nlohmann::json> records;
 	for (int i = 0; i < n; ++i)
-		(*log)->append(decision(i));
-	std::string path = (*log)->path();
-	log->reset();
-	return path;
+		records.push_back(decision(i));
+	return writeAuditLog(dir, records);
 }
 
 std::vector<std::string> readLines(const std::string &path)
@@ -253,24 +249,19 @@ TEST_CASE("gvmctl audit show returns the latest decisions, filtered", "[audit]")
 {
 	TempDir dir;
 	std::string stateDir = dir.path() + "/state";
-	std::filesystem::create_directories(stateDir);
-	{
-		// Records of three sandboxes, as gvmd would have written them.
-		auto loop = Loop::create();
-		REQUIRE(loop);
-		auto log = daemon::AuditLog::open(**loop, stateDir + "/audit");
-		REQUIRE(log);
-		for (int i = 0; i < 12; ++i) {
-			auto r = decision(i);
-			r["uid"] = ::getuid();
-			if (i == 11) {
-				r["mode"] = "monitor";
-				r["action"] = "deny";
-				r["rule"] = nullptr;
-			}
-			(*log)->append(r);
+	// Records of three sandboxes, as gvmd would have written them.
+	std::vector<nlohmann::json> seeded;
+	for (int i = 0; i < 12; ++i) {
+		auto r = decision(i);
+		r["uid"] = ::getuid();
+		if (i == 11) {
+			r["mode"] = "monitor";
+			r["action"] = "deny";
+			r["rule"] = nullptr;
 		}
+		seeded.push_back(r);
 	}
+	writeAuditLog(stateDir + "/audit", seeded);
 	std::string socket = dir.path() + "/gvmd.sock";
 	Child gvmd = Child::start({binaryFromEnv("GVM_GVMD"), "--socket", socket, "--state-dir", stateDir}, {},
 				  dir.path() + "/gvmd.log");

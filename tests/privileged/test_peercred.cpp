@@ -13,9 +13,8 @@
 #include <unistd.h>
 
 #include "common/json_rpc.h"
-#include "common/loop.h"
-#include "daemon/audit_log.h"
 #include "daemon/rpc_server.h"
+#include "tests/support/audit_log.h"
 #include "tests/support/process.h"
 
 using namespace gvm;
@@ -138,16 +137,11 @@ TEST_CASE("a user sees only the audit records of their own sandboxes", "[peercre
 	TempDir dir;
 	REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
 	std::string stateDir = dir.path() + "/state";
-	std::filesystem::create_directories(stateDir);
-	{
-		auto loop = Loop::create();
-		REQUIRE(loop);
-		auto log = daemon::AuditLog::open(**loop, stateDir + "/audit");
-		REQUIRE(log);
-		for (int i = 0; i < 6; ++i)
-			(*log)->append({{"uid", i % 2 ? kNobody : 1000u}, {"sandbox", "sb" + std::to_string(i)},
-					{"kind", "http"}, {"action", "allow"}});
-	}
+	std::vector<nlohmann::json> seeded;
+	for (int i = 0; i < 6; ++i)
+		seeded.push_back({{"uid", i % 2 ? kNobody : 1000u}, {"sandbox", "sb" + std::to_string(i)},
+				  {"kind", "http"}, {"action", "allow"}});
+	writeAuditLog(stateDir + "/audit", seeded);
 	std::string socket = dir.path() + "/run/gvmd.sock";
 	Child gvmd = Child::start({binaryFromEnv("GVM_GVMD"), "--socket", socket, "--state-dir", stateDir}, {},
 				  dir.path() + "/gvmd.log");
