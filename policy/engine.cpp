@@ -157,7 +157,7 @@ private:
 // evaluated safely (a regex hit its limit, the body is beyond the inspection
 // window) and the request is denied with `detail` as the reason.
 struct RuleOutcome {
-	enum class Kind { Match, NoMatch, FailClosed };
+	enum class Kind { Match, NoMatch, FailClosed, NeedsBody };
 	Kind kind = Kind::NoMatch;
 	std::string detail; // Match: what matched; FailClosed: the reason
 };
@@ -275,6 +275,8 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 	if (rule.body) {
 		// Everything else matched, so only the body decides; a body the
 		// engine did not see in full cannot be judged either way.
+		if (request.bodyPending)
+			return {Kind::NeedsBody, "rule '" + rule.name + "' inspects the body"};
 		if (request.bodyTruncated)
 			return {Kind::FailClosed, "rule '" + rule.name + "' inspects the body, which exceeds the inspection window of " +
 						       std::to_string(kBodyInspectionWindow) + " bytes; denied to fail closed"};
@@ -401,6 +403,10 @@ Decision CompiledEngine::evaluateHttp(const HttpRequest &request) const
 			result->action = ActionKind::Deny;
 			result->duration = {};
 			result->rate.reset();
+			return true;
+		case RuleOutcome::Kind::NeedsBody:
+			result = ruleDecision(index, std::move(outcome.detail) + "; the decision waits for the body");
+			result->needsBody = true;
 			return true;
 		}
 		return false;

@@ -74,6 +74,9 @@ struct HttpRequest {
 	std::vector<std::pair<std::string, std::string>> headers;
 	std::string body;           // at most kBodyInspectionWindow bytes
 	bool bodyTruncated = false; // the real body was longer than `body`
+	// The request has a body that `body` does not hold yet: a rule that
+	// inspects the body stops the evaluation with Decision::needsBody.
+	bool bodyPending = false;
 };
 
 // A decision: what the policy says and why.
@@ -90,6 +93,10 @@ struct Decision {
 	// For TLS: the decision depends on the request (method, path, ...), so
 	// the connection must be intercepted and each request decided.
 	bool needsRequest = false;
+	// For HTTP with bodyPending: a rule whose other selectors matched
+	// inspects the body, so the caller buffers it (up to
+	// kBodyInspectionWindow) and evaluates again.
+	bool needsBody = false;
 
 	// What to enforce: in monitor mode everything is allowed.
 	ActionKind effective() const { return mode == Mode::Monitor ? ActionKind::Allow : action; }

@@ -3,13 +3,13 @@
 // Every tests/data/policy/valid/NAME.yaml must load, and every line of
 // NAME.cases is a question to its engine and the decision expected:
 //
-//   http METHOD URL [h:Name=Value]... [body='TEXT'] [truncated] -> EXPECT
+//   http METHOD URL [h:Name=Value]... [body='TEXT'] [truncated] [pending] -> EXPECT
 //   tls SNI PORT -> EXPECT
 //   tcp ADDRESS PORT [name=NAME]... -> EXPECT
 //   dns NAME QTYPE -> EXPECT
 //
 // EXPECT is "ACTION RULE [FLAG]..." with RULE "-" for the default and FLAG
-// one of needs-request, passthrough, monitor, rate=60/min, duration=500ms,
+// one of needs-request, needs-body, passthrough, monitor, rate=60/min, duration=500ms,
 // reason='substring'. Flags not given must not be set.
 #include <catch2/catch.hpp>
 
@@ -59,6 +59,8 @@ HttpRequest parseHttp(const std::vector<std::string> &words)
 			request.body = w.substr(5);
 		} else if (w == "truncated") {
 			request.bodyTruncated = true;
+		} else if (w == "pending") {
+			request.bodyPending = true;
 		} else {
 			FAIL("unknown http word " << w);
 		}
@@ -122,13 +124,15 @@ void check(const Decision &d, const std::vector<std::string> &expect)
 		CHECK(d.ruleIndex >= 0);
 	}
 	CHECK(!d.reason.empty());
-	bool needsRequest = false, passthrough = false, monitor = false;
+	bool needsRequest = false, needsBody = false, passthrough = false, monitor = false;
 	std::optional<Rate> rate;
 	std::chrono::milliseconds duration{0};
 	for (size_t i = 2; i < expect.size(); i++) {
 		const std::string &flag = expect[i];
 		if (flag == "needs-request") {
 			needsRequest = true;
+		} else if (flag == "needs-body") {
+			needsBody = true;
 		} else if (flag == "passthrough") {
 			passthrough = true;
 		} else if (flag == "monitor") {
@@ -148,6 +152,7 @@ void check(const Decision &d, const std::vector<std::string> &expect)
 		}
 	}
 	CHECK(d.needsRequest == needsRequest);
+	CHECK(d.needsBody == needsBody);
 	CHECK(d.passthrough == passthrough);
 	CHECK(d.mode == (monitor ? Mode::Monitor : Mode::Enforce));
 	CHECK(d.effective() == (monitor ? ActionKind::Allow : d.action));
