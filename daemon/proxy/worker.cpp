@@ -14,33 +14,43 @@ Error invalidParams(const std::string &what)
 	return Error(ErrorDomain::Rpc, rpc::kInvalidParams, what);
 }
 
+std::string stringParam(const rpc::Json &params, const char *name, std::string fallback = "")
+{
+	if (params.is_object() && params.contains(name) && params[name].is_string())
+		return params[name].get<std::string>();
+	return fallback;
+}
+
 } // namespace
 
-Worker::Worker(Loop &loop, UniqueFd control)
+Worker::Worker(Loop &loop, UniqueFd control, WorkerResources resources)
 	: loop_(loop),
 	  control_(loop, std::move(control),
 		   {[this](const std::string &line, std::vector<UniqueFd> &) { onLine(line); },
 		    [this](const std::string &why) {
 			    GVM_LOG(Proxy, Info) << "gvmd closed the control channel" << (why.empty() ? "" : ": " + why)
 						 << "; stopping";
+			    // Without gvmd no decision could be recorded: serve nothing.
+			    proxy_.reset();
 			    loop_.stop();
 		    }},
-		   "control channel")
+		   "control channel"),
+	  resources_(std::move(resources))
 {
 }
 
-Result<std::unique_ptr<Worker>> Worker::create(Loop &loop, UniqueFd control)
+Worker::~Worker() = default;
+
+Result<std::unique_ptr<Worker>> Worker::create(Loop &loop, UniqueFd control, WorkerResources resources)
 {
-	return std::unique_ptr<Worker>(new Worker(loop, std::move(control)));
+	return std::unique_ptr<Worker>(new Worker(loop, std::move(control), std::move(resources)));
 }
 
-Result<rpc::Json> Worker::loadPolicy(const rpc::Json &params)
+Result<std::shared_ptr<const policy::Engine>> Worker::parsePolicy(const rpc::Json &params)
 {
 	if (!params.is_object() || !params.contains("policy_text") || !params["policy_text"].is_string())
 		return fail(invalidParams("\"policy_text\" must be a string"));
-	std::string file = params.contains("policy_file") && params["policy_file"].is_string()
-				   ? params["policy_file"].get<std::string>()
-				   : "policy";
+	std::string file = stringParam(params, "policy_file", "policy");
 	policy::LoadResult loaded = policy::loadPolicy(params["policy_text"].get_ref<const std::string &>(), file);
 	if (!loaded.engine) {
 		std::string message;
@@ -48,10 +58,72 @@ Result<rpc::Json> Worker::loadPolicy(const rpc::Json &params)
 			message += (message.empty() ? "" : "\n") + d.toString();
 		return fail(Error(ErrorDomain::Policy, 0, message));
 	}
+	return std::move(loaded.engine);
+}
+
+rpc::Json Worker::describePolicy() const
+{
+	const bool monitor = forceMonitor_ || engine_->mode() == policy::Mode::Monitor;
+	return {{"policy", engine_->name()},
+		{"sha256", engine_->sha256()},
+		{"rules", engine_->ruleCount()},
+		{"mode", monitor ? "monitor" : "enforce"}};
+}
+
+Result<rpc::Json> Worker::configure(const rpc::Json &params)
+{
+	if (engine_)
+		return fail(invalidParams("already configured"));
+	std::string sandbox = stringParam(params, "sandbox");
+	if (sandbox.empty())
+		return fail(invalidParams("\"sandbox\" must be a non-empty string"));
+	auto engine = parsePolicy(params);
+	if (!engine)
+		return fail(std::move(engine).error());
+	bool monitor = params.contains("monitor") && params["monitor"].is_boolean() && params["monitor"].get<bool>();
+
+	auto ca = CertificateAuthority::create(sandbox);
+	if (!ca)
+		return fail(std::move(ca).error().wrap("creating the sandbox CA"));
+	auto tls = UpstreamTls::create(resources_.hostTrustPem, stringParam(params, "upstream_ca_pem"));
+	if (!tls)
+		return fail(std::move(tls).error());
+	std::string caPem = (*ca)->certificatePem();
+
+	Proxy::Setup setup{sandbox, monitor, std::move(*ca), std::move(*tls), resources_.hostAddresses,
+			   [this](const std::string &method, nlohmann::json p) {
+				   control_.send(rpc::encodeNotification(method, p));
+			   }};
+	auto proxy = Proxy::create(loop_, std::move(setup), *engine);
+	if (!proxy)
+		return fail(std::move(proxy).error());
+	for (auto &[kind, fd] : resources_.listeners)
+		GVM_TRY_VOID((*proxy)->addListener(kind, std::move(fd)), "serving the sandbox");
+	resources_.listeners.clear();
+
+	sandbox_ = std::move(sandbox);
+	forceMonitor_ = monitor;
+	engine_ = std::move(*engine);
+	proxy_ = std::move(*proxy);
+	GVM_LOG(Proxy, Info) << "sandbox " << sandbox_ << ": enforcing policy '" << engine_->name() << "' ("
+			     << engine_->ruleCount() << " rules" << (forceMonitor_ ? ", monitor mode" : "") << ")";
+	rpc::Json result = describePolicy();
+	result["ca_pem"] = caPem;
+	return result;
+}
+
+Result<rpc::Json> Worker::reload(const rpc::Json &params)
+{
+	if (!engine_)
+		return fail(invalidParams("not configured yet"));
+	auto engine = parsePolicy(params);
+	if (!engine)
+		return fail(std::move(engine).error());
 	// Swapping the pointer is the whole reload: requests in flight hold
 	// their own reference to the previous engine.
-	engine_ = std::move(loaded.engine);
-	return rpc::Json{{"policy", engine_->name()}, {"sha256", engine_->sha256()}, {"rules", engine_->ruleCount()}};
+	GVM_TRY_VOID(proxy_->setEngine(*engine), "reloading the policy");
+	engine_ = std::move(*engine);
+	return describePolicy();
 }
 
 void Worker::onLine(const std::string &line)
@@ -64,19 +136,23 @@ void Worker::onLine(const std::string &line)
 	const rpc::Request &req = *decoded.request;
 	Result<rpc::Json> result = fail(Error(ErrorDomain::Rpc, rpc::kMethodNotFound, "method not found: " + req.method));
 	if (req.method == "worker.configure") {
-		if (!engine_ && req.params.is_object() && req.params.contains("sandbox") && req.params["sandbox"].is_string()) {
-			sandbox_ = req.params["sandbox"].get<std::string>();
-			result = loadPolicy(req.params);
-		} else {
-			result = fail(invalidParams(engine_ ? "already configured" : "\"sandbox\" must be a string"));
-		}
+		result = configure(req.params);
 	} else if (req.method == "policy.reload") {
-		result = engine_ ? loadPolicy(req.params) : fail(invalidParams("not configured yet"));
+		result = reload(req.params);
+	} else if (req.method == "hold.answer") {
+		std::string id = stringParam(req.params, "request_id");
+		if (id.empty() || !req.params.contains("approve") || !req.params["approve"].is_boolean())
+			result = fail(invalidParams("hold.answer needs \"request_id\" and a boolean \"approve\""));
+		else
+			result = rpc::Json{{"request_id", id},
+					   {"found", proxy_ && proxy_->answerHold(id, req.params["approve"].get<bool>())}};
 	} else if (req.method == "worker.ping") {
 		result = rpc::Json{{"pid", static_cast<int64_t>(::getpid())},
 				   {"uid", ::getuid()},
 				   {"sandbox", sandbox_},
-				   {"sha256", engine_ ? engine_->sha256() : std::string()}};
+				   {"sha256", engine_ ? engine_->sha256() : std::string()},
+				   {"connections_open", proxy_ ? proxy_->connectionsOpen() : 0},
+				   {"connections_total", proxy_ ? proxy_->connectionsTotal() : 0}};
 	}
 	if (req.notification)
 		return;

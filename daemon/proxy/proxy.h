@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+
+#include "common/loop.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "daemon/proxy/address_guard.h"
+#include "daemon/proxy/certificate_authority.h"
+#include "daemon/proxy/tls_context.h"
+#include "daemon/proxy/upstream.h"
+#include "policy/policy.h"
+
+namespace gvm::proxy {
+
+// Named limits on what one sandbox's agent can make its worker hold.
+inline constexpr size_t kMaxConnections = 4096;
+// Waiting for the first byte of a request on a kept-alive connection.
+inline constexpr std::chrono::seconds kIdleTimeout{60};
+// From the first byte of a request head (or a TLS handshake) to its end:
+// a slowloris client is cut off after this.
+inline constexpr std::chrono::seconds kHeaderTimeout{10};
+// A tunnel (WebSocket, passthrough, raw TCP) with no traffic either way.
+inline constexpr std::chrono::minutes kTunnelIdleTimeout{30};
+// How long a closing connection may take to read our last bytes.
+inline constexpr std::chrono::seconds kLingerTimeout{5};
+// Requests parked for approval at once; more are denied at once.
+inline constexpr size_t kMaxHeldRequests = 256;
+
+class Connection;
+
+// What a listener is for.
+enum class ListenerKind {
+	Explicit, // HTTP_PROXY / HTTPS_PROXY: CONNECT and absolute-form requests
+};
+
+// The proxy of one sandbox inside its worker process: the listeners it was
+// handed, every agent connection, the interception CA, upstream TLS and
+// the upstream pool, rate-limit buckets and held requests. Decisions are
+// reported through `report` (to gvmd). Owned by the Worker, on the worker's
+// only loop; lives until the worker stops.
+class Proxy
+{
+public:
+	using Notify = std::function<void(const std::string &method, nlohmann::json params)>;
+
+	struct Setup {
+		std::string sandbox;
+		bool forceMonitor = false;
+		std::unique_ptr<CertificateAuthority> ca;
+		UpstreamTls upstreamTls;
+		std::vector<sockaddr_storage> hostAddresses;
+		Notify notify;
+	};
+
+	static Result<std::unique_ptr<Proxy>> create(Loop &loop, Setup setup,
+						     std::shared_ptr<const policy::Engine> engine);
+	~Proxy();
+
+	Result<void> addListener(ListenerKind kind, UniqueFd fd);
+	// Swaps the policy: connections pick it up at their next request.
+	Result<void> setEngine(std::shared_ptr<const policy::Engine> engine);
+	// Answers a held request; false when no such request is held.
+	bool answerHold(const std::string &requestId, bool approve);
+
+	size_t connectionsOpen() const { return connections_.size(); }
+	uint64_t connectionsTotal() const { return connectionsTotal_; }
+
+	// For connections.
+	Loop &loop() { return loop_; }
+	const std::string &sandbox() const { return sandbox_; }
+	bool forceMonitor() const { return forceMonitor_; }
+	std::shared_ptr<const policy::Engine> engine() const { return engine_; }
+	std::shared_ptr<const AddressGuard> guard() const { return guard_; }
+	CertificateAuthority &ca() { return *ca_; }
+	SSL_CTX *interceptContext() { return interceptCtx_.get(); }
+	const UpstreamTls &upstreamTls() const { return upstreamTls_; }
+	UpstreamPool &pool() { return pool_; }
+	policy::RateLimiter &rateLimiter() { return rateLimiter_; }
+	std::string nextRequestId();
+	void report(nlohmann::json record);
+	void notify(const std::string &method, nlohmann::json params);
+	// Held requests: a connection registers while it waits.
+	bool registerHold(const std::string &requestId, Connection *connection);
+	void unregisterHold(const std::string &requestId);
+	void release(Connection *connection);
+
+private:
+	// A listening socket from gvmd. Accepted with accept4() on a poll
+	// handle rather than uv_listen(), which would call listen() again: the
+	// worker's seccomp filter does not allow listen() at all, so it can
+	// never open a port of its own.
+	struct Listener {
+		ListenerKind kind;
+		UniqueFd fd;
+		UvHandle<uv_poll_t> poll;
+		Proxy *owner = nullptr;
+	};
+
+	Proxy(Loop &loop, Setup setup);
+	void onAcceptable(Listener &listener);
+	void sendStats();
+
+	Loop &loop_;
+	std::string sandbox_;
+	bool forceMonitor_;
+	std::unique_ptr<CertificateAuthority> ca_;
+	UpstreamTls upstreamTls_;
+	std::vector<sockaddr_storage> hostAddresses_;
+	Notify notify_;
+	bssl::UniquePtr<SSL_CTX> interceptCtx_;
+	std::shared_ptr<const policy::Engine> engine_;
+	std::shared_ptr<const AddressGuard> guard_;
+	UpstreamPool pool_;
+	policy::RateLimiter rateLimiter_;
+	std::vector<std::unique_ptr<Listener>> listeners_;
+	std::map<Connection *, std::unique_ptr<Connection>> connections_;
+	std::map<std::string, Connection *> holds_;
+	uint64_t nextRequest_ = 1;
+	uint64_t connectionsTotal_ = 0;
+	Timer statsTimer_;
+	size_t lastOpen_ = SIZE_MAX;
+	uint64_t lastTotal_ = UINT64_MAX;
+};
+
+} // namespace gvm::proxy
