@@ -46,6 +46,8 @@ public:
 
 	State state() const { return state_; }
 	int fd() const { return fd_.get(); }
+	// Bytes queued for the peer and not yet written.
+	size_t pendingOutputBytes() const { return output_.size() - outputOffset_; }
 
 	// Queues one encoded line (ending in '\n'). A peer over its output
 	// budget is disconnected.

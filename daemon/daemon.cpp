@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,6 +44,28 @@ Result<void> makeDirectories(const std::string &dir, mode_t mode)
 	return {};
 }
 
+// A PEM file gvmd reads at startup (named by its administrator).
+Result<std::string> readSmallFile(const std::string &path, size_t limit)
+{
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "opening " + path));
+	std::string out;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "reading " + path));
+		if (n == 0)
+			return out;
+		out.append(buf, static_cast<size_t>(n));
+		if (out.size() > limit)
+			return fail(Error::fromErrno(EFBIG, path + " is larger than " + std::to_string(limit) + " bytes"));
+	}
+}
+
 } // namespace
 
 Daemon::Daemon(const Options &options) : options_(options) {}
@@ -50,6 +73,10 @@ Daemon::Daemon(const Options &options) : options_(options) {}
 Daemon::~Daemon()
 {
 	signals_.clear();
+	// Sandboxes first: they answer through the server and write to the
+	// audit log.
+	sandboxes_.reset();
+	subscribers_.reset();
 	server_.reset();
 	audit_.reset(); // writes and syncs what is queued
 	if (ownsSocketPath_)
@@ -83,18 +110,53 @@ Result<void> Daemon::setUp()
 		return fail(std::move(audit).error());
 	audit_ = std::move(*audit);
 
+	std::string upstreamCaPem;
+	if (!options_.upstreamCaFile.empty()) {
+		auto pem = readSmallFile(options_.upstreamCaFile, kMaxUpstreamCaBytes);
+		if (!pem)
+			return fail(std::move(pem).error().wrap("reading --upstream-ca"));
+		upstreamCaPem = std::move(*pem);
+	}
 	auto fd = openControlSocket();
 	if (!fd)
 		return fail(std::move(fd).error());
+	// Only now, with the control socket ours: another gvmd still serving
+	// its sandboxes from here would have kept it.
+	removeStaleSandboxes();
 	auto server = RpcServer::create(*loop_, std::move(*fd));
 	if (!server)
 		return fail(std::move(server).error());
 	server_ = std::move(*server);
+	subscribers_ = std::make_unique<DecisionSubscribers>(*server_);
+	sandboxes_ = std::make_unique<SandboxManager>(
+		*loop_, *server_, *audit_, *subscribers_,
+		SandboxManager::Config{options_.runtimeDir, options_.workerPath, log::toString(options_.logLevel),
+				       std::move(upstreamCaPem)});
 	registerMethods();
 
 	for (int sig : {SIGTERM, SIGINT})
 		signals_.push_back(std::make_unique<SignalWatcher>(*loop_, sig, [this](int s) { shutdown(s); }));
 	return {};
+}
+
+void Daemon::removeStaleSandboxes()
+{
+	const std::string dir = options_.runtimeDir + "/sandboxes";
+	// No sandbox outlives the gvmd that made it (its proxy died with it):
+	// what an earlier gvmd left is removed, but only entries named the
+	// way gvmd names them, never anything else someone put there.
+	std::error_code ec;
+	for (const auto &entry : std::filesystem::directory_iterator(dir, ec)) {
+		const std::string name = entry.path().filename().string();
+		if (!isSandboxId(name))
+			continue;
+		GVM_LOG(Daemon, Notice) << "removing " << entry.path().string() << ", left by an earlier gvmd";
+		std::error_code rec;
+		std::filesystem::remove_all(entry.path(), rec);
+		if (rec)
+			GVM_LOG(Daemon, Warning) << "removing " << entry.path().string() << ": " << rec.message()
+						 << ", ignoring";
+	}
 }
 
 Result<UniqueFd> Daemon::openControlSocket()
@@ -199,6 +261,8 @@ void Daemon::registerMethods()
 		return rpc::Json{{"records", std::move(*records)}};
 	});
 
+	sandboxes_->registerMethods();
+
 	server_->addMethod("daemon.status", [this](CallContext &ctx, const rpc::Json &) -> Result<rpc::Json> {
 		return status(ctx.peer);
 	});
@@ -212,7 +276,7 @@ rpc::Json Daemon::status(const PeerCredentials &caller) const
 		{"pid", static_cast<int64_t>(::getpid())},
 		{"started", rfc3339(startedWall_, TimePrecision::Seconds)},
 		{"uptime_s", std::chrono::duration<double>(uptime).count()},
-		{"sandboxes", 0},
+		{"sandboxes", sandboxes_->count()},
 		{"clients", server_->clientCount()},
 		{"socket", options_.socketPath},
 		{"state_dir", options_.stateDir},
@@ -225,6 +289,7 @@ void Daemon::shutdown(int signum)
 {
 	GVM_LOG(Daemon, Info) << "received " << ::strsignal(signum) << ", stopping";
 	sd_notify(0, "STOPPING=1");
+	sandboxes_->shutdown();
 	server_->shutdown();
 	if (auto r = audit_->flush(); !r)
 		GVM_LOG(Audit, Error) << "writing the audit log: " << r.error().message();

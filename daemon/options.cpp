@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/options.h"
 
+#include <cstdlib>
+
 #include "gvm_config.h"
 
 namespace gvm::daemon {
@@ -15,8 +17,13 @@ std::string usage()
 	       "Options:\n"
 	       "  --socket PATH       control socket (default: RUNTIME_DIR/gvmd.sock, or the\n"
 	       "                      socket systemd passes in)\n"
-	       "  --runtime-dir DIR   runtime directory (default: " GVM_DEFAULT_RUNTIME_DIR ")\n"
+	       "  --runtime-dir DIR   runtime directory, sandboxes' files under DIR/sandboxes\n"
+	       "                      (default: " GVM_DEFAULT_RUNTIME_DIR ")\n"
 	       "  --state-dir DIR     state directory, audit log (default: " GVM_DEFAULT_STATE_DIR ")\n"
+	       "  --worker PATH       proxy worker binary (default: $GVM_WORKER, else\n"
+	       "                      " GVM_DEFAULT_WORKER ")\n"
+	       "  --upstream-ca FILE  PEM file of extra CAs the proxy workers trust for\n"
+	       "                      upstream TLS (private CAs, tests)\n"
 	       "  --log-level LEVEL   debug, info, notice, warning or error (default: info)\n"
 	       "  --help              show this help and exit\n"
 	       "  --version           show the version and exit\n";
@@ -51,7 +58,7 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 		} else if (name == "--version") {
 			opts.showVersion = true;
 		} else if (name == "--socket" || name == "--runtime-dir" || name == "--state-dir" ||
-			   name == "--log-level") {
+			   name == "--log-level" || name == "--worker" || name == "--upstream-ca") {
 			auto v = takeValue();
 			if (!v)
 				return fail(std::move(v).error());
@@ -63,6 +70,10 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 				opts.runtimeDir = *v;
 			else if (name == "--state-dir")
 				opts.stateDir = *v;
+			else if (name == "--worker")
+				opts.workerPath = *v;
+			else if (name == "--upstream-ca")
+				opts.upstreamCaFile = *v;
 			else if (!log::parseLevel(*v, &opts.logLevel))
 				return fail(Error(ErrorDomain::Internal, 0,
 						  "unknown log level '" + *v + "' (expected debug, info, notice, warning or error)"));
@@ -72,6 +83,10 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 	}
 	if (opts.socketPath.empty())
 		opts.socketPath = opts.runtimeDir + "/gvmd.sock";
+	if (opts.workerPath.empty()) {
+		const char *env = std::getenv("GVM_WORKER");
+		opts.workerPath = env && *env ? env : GVM_DEFAULT_WORKER;
+	}
 	return opts;
 }
 

@@ -14,12 +14,19 @@ struct Options {
 	std::string socketPath;
 	std::string runtimeDir;
 	std::string stateDir;
+	// The proxy worker binary: --worker, else $GVM_WORKER, else the
+	// installed one.
+	std::string workerPath;
+	// PEM file of extra CAs the workers trust for upstream TLS (tests,
+	// private CAs); empty for none.
+	std::string upstreamCaFile;
 	log::Level logLevel = log::Level::Info;
 	bool showHelp = false;
 	bool showVersion = false;
 };
 
-// Parses argv (without argv[0]). Errors name the offending argument.
+// Parses argv (without argv[0]); reads $GVM_WORKER when --worker is absent.
+// Errors name the offending argument.
 Result<Options> parseOptions(const std::vector<std::string> &args);
 std::string usage();
 

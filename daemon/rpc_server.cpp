@@ -33,6 +33,67 @@ void RpcConnection::handleLine(const std::string &line, std::vector<UniqueFd> &f
 	server_.dispatch(*this, std::move(*decoded.request), fds);
 }
 
+struct Responder::State {
+	std::weak_ptr<RpcServer *> server;
+	uint64_t connection = 0;
+	rpc::Json id;
+	bool notification = false;
+	bool done = false;
+
+	~State()
+	{
+		if (!done)
+			send(fail(Error(ErrorDomain::Rpc, rpc::kInternalError, "gvmd abandoned the request")));
+	}
+
+	void send(const Result<rpc::Json> &result)
+	{
+		done = true;
+		if (notification)
+			return;
+		auto owner = server.lock();
+		if (!owner || !*owner)
+			return;
+		RpcConnection *conn = (*owner)->connection(connection);
+		if (!conn)
+			return;
+		if (result)
+			conn->send(rpc::encodeResult(id, *result));
+		else
+			conn->send(rpc::encodeError(id, rpc::toRpcError(result.error())));
+	}
+};
+
+bool Responder::pending() const
+{
+	return state_ && !state_->done;
+}
+
+uint64_t Responder::connectionId() const
+{
+	return state_ ? state_->connection : 0;
+}
+
+void Responder::reply(Result<rpc::Json> result)
+{
+	if (!pending())
+		return;
+	state_->send(result);
+}
+
+Responder CallContext::defer()
+{
+	if (!deferred_) {
+		auto state = std::make_shared<Responder::State>();
+		state->server = server_.self_;
+		state->connection = connection.id();
+		state->id = id;
+		state->notification = notification_;
+		deferred_ = Responder(std::move(state));
+	}
+	return *deferred_;
+}
+
 Result<std::unique_ptr<RpcServer>> RpcServer::create(Loop &loop, UniqueFd listenFd)
 {
 	std::unique_ptr<RpcServer> server(new RpcServer(loop, std::move(listenFd)));
@@ -47,16 +108,40 @@ Result<std::unique_ptr<RpcServer>> RpcServer::create(Loop &loop, UniqueFd listen
 	return server;
 }
 
-RpcServer::RpcServer(Loop &loop, UniqueFd listenFd) : loop_(loop), listenFd_(std::move(listenFd)) {}
+RpcServer::RpcServer(Loop &loop, UniqueFd listenFd)
+	: loop_(loop), listenFd_(std::move(listenFd)), self_(std::make_shared<RpcServer *>(this))
+{
+}
 
 RpcServer::~RpcServer()
 {
 	shutdown();
+	*self_ = nullptr;
 }
 
 void RpcServer::addMethod(std::string name, MethodHandler handler)
 {
 	methods_[std::move(name)] = std::move(handler);
+}
+
+void RpcServer::addDisconnectHandler(std::function<void(uint64_t connectionId)> handler)
+{
+	disconnectHandlers_.push_back(std::move(handler));
+}
+
+RpcConnection *RpcServer::connection(uint64_t id)
+{
+	auto it = connections_.find(id);
+	return it == connections_.end() ? nullptr : it->second.get();
+}
+
+bool RpcServer::notify(uint64_t connectionId, std::string_view method, const rpc::Json &params)
+{
+	RpcConnection *conn = connection(connectionId);
+	if (!conn)
+		return false;
+	conn->send(rpc::encodeNotification(method, params));
+	return true;
 }
 
 void RpcServer::shutdown()
@@ -130,8 +215,15 @@ void RpcServer::dispatch(RpcConnection &conn, rpc::Request request, std::vector<
 								"method not found: " + request.method, nullptr}));
 		return;
 	}
-	CallContext ctx{conn, conn.peer(), fds};
+	CallContext ctx(*this, conn, fds, request.id, request.notification);
 	Result<rpc::Json> result = it->second(ctx, request.params);
+	if (ctx.deferred_) {
+		// The handler answers later; only a failure it returned now is
+		// the answer.
+		if (!result)
+			ctx.deferred_->reply(std::move(result));
+		return;
+	}
 	if (request.notification)
 		return;
 	if (result)
@@ -147,10 +239,13 @@ void RpcServer::release(RpcConnection &conn)
 		return;
 	if (auto u = perUid_.find(conn.peer().uid); u != perUid_.end() && --u->second == 0)
 		perUid_.erase(u);
-	GVM_LOG(Rpc, Debug) << "client " << conn.id() << " gone";
+	const uint64_t id = conn.id();
+	GVM_LOG(Rpc, Debug) << "client " << id << " gone";
 	// The connection may be inside one of its own callbacks.
 	loop_.deleteLater(std::move(it->second));
 	connections_.erase(it);
+	for (auto &handler : disconnectHandlers_)
+		handler(id);
 }
 
 } // namespace gvm::daemon

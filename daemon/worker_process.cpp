@@ -25,8 +25,11 @@ WorkerProcess::~WorkerProcess()
 }
 
 Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(Loop &loop, const std::string &path, Callbacks callbacks,
-							     const std::string &logLevel)
+							     const std::string &logLevel, std::vector<Listener> listeners)
 {
+	if (listeners.size() > kMaxWorkerListeners)
+		return fail(Error::fromErrno(E2BIG, "handing " + std::to_string(listeners.size()) +
+							    " listening sockets to the proxy worker"));
 	int sv[2];
 	if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return fail(Error::fromErrno(errno, "creating the worker's control socket"));
@@ -38,12 +41,22 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(Loop &loop, const st
 
 	std::string fdArg = std::to_string(kWorkerControlFd);
 	std::string level = logLevel;
-	char *args[] = {const_cast<char *>(path.c_str()), const_cast<char *>("--control-fd"), fdArg.data(),
-			const_cast<char *>("--log-level"), level.data(), nullptr};
+	std::vector<std::string> listenArgs;
+	for (size_t i = 0; i < listeners.size(); ++i)
+		listenArgs.push_back(listeners[i].first + "=" + std::to_string(kWorkerControlFd + 1 + i));
+	std::vector<char *> args = {const_cast<char *>(path.c_str()), const_cast<char *>("--control-fd"), fdArg.data()};
+	for (std::string &l : listenArgs) {
+		args.push_back(const_cast<char *>("--listen"));
+		args.push_back(l.data());
+	}
+	args.push_back(const_cast<char *>("--log-level"));
+	args.push_back(level.data());
+	args.push_back(nullptr);
+
 	// The worker gets no stdin, gvmd's stdout/stderr (its log lines reach
-	// the journal with gvmd's), the control socket, and nothing else: libuv
-	// closes every other descriptor in the child.
-	uv_stdio_container_t stdio[kWorkerControlFd + 1];
+	// the journal with gvmd's), the control socket, its listening sockets,
+	// and nothing else: libuv closes every other descriptor in the child.
+	std::vector<uv_stdio_container_t> stdio(kWorkerControlFd + 1 + listeners.size());
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = 1;
@@ -51,12 +64,16 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(Loop &loop, const st
 	stdio[2].data.fd = 2;
 	stdio[kWorkerControlFd].flags = UV_INHERIT_FD;
 	stdio[kWorkerControlFd].data.fd = theirs.get();
+	for (size_t i = 0; i < listeners.size(); ++i) {
+		stdio[kWorkerControlFd + 1 + i].flags = UV_INHERIT_FD;
+		stdio[kWorkerControlFd + 1 + i].data.fd = listeners[i].second.get();
+	}
 
 	uv_process_options_t options{};
 	options.file = path.c_str();
-	options.args = args;
-	options.stdio = stdio;
-	options.stdio_count = kWorkerControlFd + 1;
+	options.args = args.data();
+	options.stdio = stdio.data();
+	options.stdio_count = static_cast<int>(stdio.size());
 	// A minimal environment: nothing of gvmd's reaches the worker.
 	char *env[] = {nullptr};
 	options.env = env;
@@ -76,7 +93,10 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(Loop &loop, const st
 	worker->process_.get()->data = worker.get();
 	worker->pid_ = worker->process_.get()->pid;
 	worker->running_ = true;
+	// The worker has its copies now. Keeping ours would keep the ports
+	// open (connections queueing, never answered) after a worker death.
 	theirs.reset();
+	listeners.clear();
 
 	WorkerProcess *self = worker.get();
 	worker->control_ = std::make_unique<LineChannel>(

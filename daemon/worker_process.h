@@ -6,22 +6,29 @@
 #include <memory>
 #include <string>
 #include <sys/types.h>
+#include <utility>
+#include <vector>
 
 #include "common/json_rpc.h"
 #include "common/line_channel.h"
 #include "common/loop.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace gvm::daemon {
 
-// The descriptor number the control socket has in the worker.
+// The descriptor number the control socket has in the worker; listening
+// sockets handed over follow it (4, 5, ...).
 inline constexpr int kWorkerControlFd = 3;
+// At most this many listening sockets are handed to one worker.
+inline constexpr size_t kMaxWorkerListeners = 8;
 
 // gvmd's handle on one proxy worker process (gvm-worker): spawns it with
-// the control socket as kWorkerControlFd, calls its control methods and
-// hears its notifications and its exit. Owned by the sandbox it serves, on
-// gvmd's loop. Destroying it closes the control channel, which makes the
-// worker stop, and kills the worker if it is still running.
+// the control socket as kWorkerControlFd and the listening sockets gvmd
+// made for it after that, calls its control methods and hears its
+// notifications and its exit. Owned by the sandbox it serves, on gvmd's
+// loop. Destroying it closes the control channel, which makes the worker
+// stop, and kills the worker if it is still running.
 class WorkerProcess
 {
 public:
@@ -33,8 +40,17 @@ public:
 	};
 	using ResponseHandler = std::function<void(Result<rpc::Json>)>;
 
+	// A listening socket to hand over, by the name the worker knows it
+	// by ("explicit", later "transparent", "dns").
+	using Listener = std::pair<std::string, UniqueFd>;
+
+	// Starts `path --control-fd 3 [--listen NAME=FD]... --log-level LEVEL`.
+	// The listeners become fds 4, 5, ... in the worker, in order; gvmd's
+	// copies are closed once the worker has them, so when the worker dies
+	// nothing listens on those ports any more (fail closed).
 	static Result<std::unique_ptr<WorkerProcess>> spawn(Loop &loop, const std::string &path, Callbacks callbacks,
-							    const std::string &logLevel = "info");
+							    const std::string &logLevel = "info",
+							    std::vector<Listener> listeners = {});
 	~WorkerProcess();
 
 	pid_t pid() const { return pid_; }

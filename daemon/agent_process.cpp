@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/agent_process.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+namespace gvm::daemon {
+
+namespace {
+
+// Where the child failed, reported to the parent with the errno.
+enum class Step : int32_t {
+	Setsid = 1,
+	MountNamespace,
+	Groups,
+	Gid,
+	Uid,
+	Stdio,
+	Tty,
+	Chdir,
+	Exec,
+};
+
+struct ChildReport {
+	int32_t step;
+	int32_t err;
+};
+
+constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+
+// In the child only: tell the parent what failed and give up. write() and
+// _exit() are async-signal-safe; nothing here allocates.
+[[noreturn]] void childFail(int reportFd, Step step, int err)
+{
+	ChildReport report{static_cast<int32_t>(step), err};
+	[[maybe_unused]] ssize_t n = ::write(reportFd, &report, sizeof(report));
+	::_exit(127);
+}
+
+// Keeps fd clear of 0..2, so the dup2() onto the standard streams in the
+// child can never overwrite a descriptor still needed.
+Result<void> moveAboveStdio(UniqueFd &fd)
+{
+	if (!fd || fd.get() > 2)
+		return {};
+	int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
+	if (moved < 0)
+		return fail(Error::fromErrno(errno, "duplicating a descriptor"));
+	fd.reset(moved);
+	return {};
+}
+
+std::string lookupEnv(const std::vector<std::string> &env, const std::string &name)
+{
+	std::string prefix = name + "=";
+	for (const std::string &e : env)
+		if (e.compare(0, prefix.size(), prefix) == 0)
+			return e.substr(prefix.size());
+	return {};
+}
+
+// Where execve() is tried, in order: argv[0] itself when it names a path,
+// else each entry of the caller's PATH (an empty entry is the working
+// directory), as execvp() does.
+std::vector<std::string> programCandidates(const std::string &program, const std::vector<std::string> &env)
+{
+	if (program.find('/') != std::string::npos)
+		return {program};
+	std::string path = lookupEnv(env, "PATH");
+	if (path.empty())
+		path = kDefaultPath;
+	std::vector<std::string> out;
+	size_t start = 0;
+	for (;;) {
+		size_t colon = path.find(':', start);
+		std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+		out.push_back(dir.empty() ? program : dir + "/" + program);
+		if (colon == std::string::npos)
+			break;
+		start = colon + 1;
+	}
+	return out;
+}
+
+std::vector<char *> cStrings(std::vector<std::string> &strings)
+{
+	std::vector<char *> out;
+	out.reserve(strings.size() + 1);
+	for (std::string &s : strings)
+		out.push_back(s.data());
+	out.push_back(nullptr);
+	return out;
+}
+
+} // namespace
+
+AgentProcess::AgentProcess(Loop &loop, Callbacks callbacks, pid_t pid, UniqueFd pidfd, UniqueFd errorPipe,
+			   std::string program, std::string cwd, uid_t uid)
+	: loop_(loop), callbacks_(std::move(callbacks)), pid_(pid), pidfd_(std::move(pidfd)),
+	  errorPipe_(std::move(errorPipe)), program_(std::move(program)), cwd_(std::move(cwd)), uid_(uid)
+{
+}
+
+AgentProcess::~AgentProcess()
+{
+	pidPoll_.close();
+	errorPoll_.close();
+}
+
+Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec spec, Callbacks callbacks)
+{
+	if (spec.argv.empty() || spec.argv[0].empty())
+		return fail(Error::fromErrno(ENOENT, "cannot run ''"));
+
+	// Everything the child needs is prepared here: between fork() and
+	// execve() only async-signal-safe calls are allowed (libuv's thread
+	// pool may hold locks the child would inherit).
+	std::vector<std::string> candidates = programCandidates(spec.argv[0], spec.env);
+	std::vector<char *> argv = cStrings(spec.argv);
+	std::vector<char *> envp = cStrings(spec.env);
+	std::vector<char *> paths = cStrings(candidates);
+	for (UniqueFd &fd : spec.stdio)
+		GVM_TRY_VOID(moveAboveStdio(fd), "preparing the agent's standard streams");
+	GVM_TRY_VOID(moveAboveStdio(spec.mountNamespace), "preparing the agent's mount namespace");
+
+	int pipeFds[2];
+	if (::pipe2(pipeFds, O_CLOEXEC) < 0)
+		return fail(Error::fromErrno(errno, "creating the agent's report pipe"));
+	UniqueFd reportRead(pipeFds[0]), reportWrite(pipeFds[1]);
+	GVM_TRY_VOID(moveAboveStdio(reportWrite), "preparing the agent's report pipe");
+
+	// Signals stay blocked across fork(): the child must not run gvmd's
+	// handlers (libuv's would write to gvmd's own signal pipe) before it
+	// has reset them to their defaults.
+	sigset_t all, saved;
+	sigfillset(&all);
+	::pthread_sigmask(SIG_SETMASK, &all, &saved);
+	const pid_t pid = ::fork();
+	if (pid < 0) {
+		int err = errno;
+		::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+		return fail(Error::fromErrno(err, "forking the agent"));
+	}
+
+	if (pid == 0) {
+		const int report = reportWrite.get();
+
+		// Default dispositions for every signal: gvmd ignores SIGPIPE
+		// and handles SIGTERM/SIGINT/SIGCHLD; the agent inherits none
+		// of that. (execve() resets handlers, but not SIG_IGN.)
+		struct sigaction dfl{};
+		dfl.sa_handler = SIG_DFL;
+		for (int s = 1; s < NSIG; ++s)
+			if (s != SIGKILL && s != SIGSTOP)
+				::sigaction(s, &dfl, nullptr);
+
+		// A session and process group of its own: sandbox.signal and
+		// sandbox.stop reach the whole agent tree through the group, and
+		// a terminal of its own can become its controlling terminal.
+		if (::setsid() < 0)
+			childFail(report, Step::Setsid, errno);
+
+		// gvmd may run in a mount namespace of its own (systemd's
+		// ProtectSystem= makes /usr, /etc... read-only for gvmd). The
+		// agent is the caller's program and must see the host as the
+		// caller does, so it joins PID 1's mount namespace. This is
+		// done while still privileged (setns needs CAP_SYS_ADMIN) and
+		// before anything of the caller's is touched; it gives the
+		// agent nothing the caller does not already have.
+		if (spec.mountNamespace && ::setns(spec.mountNamespace.get(), CLONE_NEWNS) < 0)
+			childFail(report, Step::MountNamespace, errno);
+
+		// Become the caller, for good: supplementary groups, then gid,
+		// then uid (the order matters: once the uid is not 0, the
+		// group calls are no longer allowed). Real, effective and saved
+		// ids all change, so the agent cannot switch back, and moving
+		// every uid away from 0 clears all capabilities (no
+		// SECBIT_KEEP_CAPS is set). An unprivileged gvmd only ever
+		// launches for its own uid (checked by the caller), so there is
+		// nothing to switch and it could not anyway.
+		if (::geteuid() == 0) {
+			if (::setgroups(spec.groups.size(), spec.groups.data()) < 0)
+				childFail(report, Step::Groups, errno);
+			if (::setresgid(spec.gid, spec.gid, spec.gid) < 0)
+				childFail(report, Step::Gid, errno);
+			if (::setresuid(spec.uid, spec.uid, spec.uid) < 0)
+				childFail(report, Step::Uid, errno);
+		} else if (spec.uid != ::geteuid()) {
+			childFail(report, Step::Uid, EPERM);
+		}
+
+		// The caller's stdin, stdout and stderr (all above 2 by now, so
+		// no dup2() overwrites another).
+		for (int i = 0; i < 3; ++i)
+			if (::dup2(spec.stdio[static_cast<size_t>(i)].get(), i) < 0)
+				childFail(report, Step::Stdio, errno);
+		if (spec.tty && ::ioctl(0, TIOCSCTTY, 0) < 0)
+			childFail(report, Step::Tty, errno);
+
+		// The working directory is entered as the caller, never as
+		// root: a directory the caller may not enter stays closed.
+		if (::chdir(spec.cwd.c_str()) < 0)
+			childFail(report, Step::Chdir, errno);
+		// The caller's umask, not gvmd's (its unit sets UMask=0077).
+		::umask(spec.umask);
+
+		// No descriptor of gvmd's reaches the agent: close everything
+		// but 0..2 and the report pipe (close-on-exec, so the parent
+		// sees EOF once execve() succeeds).
+		if (report > 3)
+			::close_range(3, static_cast<unsigned>(report) - 1, 0);
+		::close_range(static_cast<unsigned>(report) + 1, ~0U, 0);
+
+		sigset_t none;
+		sigemptyset(&none);
+		::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+		// PATH lookup as execvp() does it: a missing or non-directory
+		// entry moves on; EACCES is reported if nothing else worked.
+		int err = ENOENT;
+		bool denied = false;
+		for (size_t i = 0; paths[i]; ++i) {
+			::execve(paths[i], argv.data(), envp.data());
+			err = errno;
+			if (err == EACCES)
+				denied = true;
+			else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV && err != ETIMEDOUT)
+				break;
+		}
+		childFail(report, Step::Exec, denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
+	}
+
+	::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+	reportWrite.reset();
+
+	UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+	if (!pidfd) {
+		int err = errno;
+		::kill(pid, SIGKILL);
+		::waitpid(pid, nullptr, 0);
+		return fail(Error::fromErrno(err, "watching the agent (pidfd_open)"));
+	}
+	::fcntl(reportRead.get(), F_SETFL, ::fcntl(reportRead.get(), F_GETFL) | O_NONBLOCK);
+
+	std::unique_ptr<AgentProcess> agent(new AgentProcess(loop, std::move(callbacks), pid, std::move(pidfd),
+							     std::move(reportRead), spec.argv[0], spec.cwd, spec.uid));
+	AgentProcess *self = agent.get();
+	uv_poll_init(loop.get(), self->errorPoll_.get(), self->errorPipe_.get());
+	self->errorPoll_.get()->data = self;
+	uv_poll_start(self->errorPoll_.get(), UV_READABLE, [](uv_poll_t *p, int, int) {
+		if (auto *a = static_cast<AgentProcess *>(p->data))
+			a->onErrorPipe();
+	});
+	uv_poll_init(loop.get(), self->pidPoll_.get(), self->pidfd_.get());
+	self->pidPoll_.get()->data = self;
+	uv_poll_start(self->pidPoll_.get(), UV_READABLE, [](uv_poll_t *p, int, int) {
+		if (auto *a = static_cast<AgentProcess *>(p->data))
+			a->onPidfd();
+	});
+	GVM_LOG(Daemon, Debug) << "agent " << pid << " forked for uid " << spec.uid;
+	return agent;
+}
+
+void AgentProcess::onErrorPipe()
+{
+	if (started_ || reaped_ || !errorPipe_)
+		return;
+	ChildReport report{};
+	ssize_t n;
+	do {
+		n = ::read(errorPipe_.get(), &report, sizeof(report));
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	errorPoll_.close();
+	errorPipe_.reset();
+
+	if (n == 0) {
+		// EOF without a report: the close-on-exec pipe closed in
+		// execve(). (A child killed before exec also ends here; its
+		// exit follows at once.)
+		started_ = true;
+		if (callbacks_.onStarted)
+			callbacks_.onStarted({});
+		return;
+	}
+
+	Error error = Error::fromErrno(EIO, "the agent failed to start");
+	if (n == static_cast<ssize_t>(sizeof(report))) {
+		const std::string uid = std::to_string(uid_);
+		std::string what;
+		switch (static_cast<Step>(report.step)) {
+		case Step::Setsid: what = "cannot start a session for the agent"; break;
+		case Step::MountNamespace: what = "cannot enter the host's mount namespace"; break;
+		case Step::Groups:
+		case Step::Gid:
+		case Step::Uid: what = "cannot switch to uid " + uid; break;
+		case Step::Stdio: what = "cannot set up the agent's standard streams"; break;
+		case Step::Tty: what = "cannot make the terminal the agent's controlling terminal"; break;
+		case Step::Chdir: what = "cannot enter working directory " + cwd_ + " as uid " + uid; break;
+		case Step::Exec: what = "cannot run '" + program_ + "'"; break;
+		default: what = "the agent failed to start"; break;
+		}
+		error = Error::fromErrno(report.err, what);
+	}
+	// The child _exit()s right after its report: reaping it blocks for
+	// no longer than that.
+	int status = 0;
+	reap(&status, true);
+	if (callbacks_.onStarted)
+		callbacks_.onStarted(fail(std::move(error)));
+}
+
+void AgentProcess::onPidfd()
+{
+	if (reaped_)
+		return;
+	// The exit can be seen before the report pipe's EOF (an agent that
+	// exits at once): settle the start first, so onStarted always comes
+	// before onExit.
+	if (!started_) {
+		onErrorPipe();
+		if (reaped_ || !started_)
+			return;
+	}
+	int status = 0;
+	if (!reap(&status, false))
+		return;
+	GVM_LOG(Daemon, Debug) << "agent " << pid_ << " exited (wait status " << status << ")";
+	if (callbacks_.onExit) {
+		if (WIFSIGNALED(status))
+			callbacks_.onExit(-1, WTERMSIG(status));
+		else
+			callbacks_.onExit(WIFEXITED(status) ? WEXITSTATUS(status) : 255, -1);
+	}
+}
+
+bool AgentProcess::reap(int *status, bool block)
+{
+	pid_t r;
+	do {
+		r = ::waitpid(pid_, status, block ? 0 : WNOHANG);
+	} while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return false;
+	if (r < 0) {
+		GVM_LOG(Daemon, Warning) << "waiting for agent " << pid_ << ": " << std::strerror(errno)
+					 << ", taking it as gone";
+		*status = 255 << 8;
+	}
+	reaped_ = true;
+	pidPoll_.close();
+	pidfd_.reset();
+	return true;
+}
+
+Result<void> AgentProcess::signalGroup(int signum)
+{
+	if (reaped_)
+		return fail(Error::fromErrno(ESRCH, "signalling the agent"));
+	// The agent leads its process group (setsid), and an unreaped leader
+	// keeps the group id from being reused.
+	if (::kill(-pid_, signum) < 0 && errno != ESRCH)
+		return fail(Error::fromErrno(errno, "signalling the agent's process group"));
+	return {};
+}
+
+UniqueFd hostMountNamespace()
+{
+	if (::geteuid() != 0)
+		return {};
+	struct stat host{}, self{};
+	if (::stat("/proc/1/ns/mnt", &host) < 0 || ::stat("/proc/self/ns/mnt", &self) < 0)
+		return {};
+	if (host.st_dev == self.st_dev && host.st_ino == self.st_ino)
+		return {};
+	UniqueFd fd(::open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC));
+	if (!fd)
+		GVM_LOG(Daemon, Warning) << "opening the host's mount namespace: " << std::strerror(errno)
+					 << ", ignoring (the agent sees gvmd's view of the file system)";
+	return fd;
+}
+
+Result<CallerProcess> inspectCaller(pid_t pid, uid_t expectedUid)
+{
+	const std::string path = "/proc/" + std::to_string(pid) + "/status";
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "reading the caller's groups from " + path));
+	std::string text;
+	char buf[4096];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "reading " + path));
+		if (n == 0 || text.size() > 256 * 1024)
+			break;
+		text.append(buf, static_cast<size_t>(n));
+	}
+
+	// "Name:\tvalue" lines; the leading newline makes every field start
+	// with one, the first included.
+	text.insert(0, "\n");
+	auto field = [&](const char *name) -> std::optional<std::string> {
+		std::string key = std::string("\n") + name + ":";
+		size_t at = text.find(key);
+		if (at == std::string::npos)
+			return std::nullopt;
+		size_t start = at + key.size();
+		size_t end = text.find('\n', start);
+		return text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+	};
+	auto numbers = [](const std::string &s) {
+		std::vector<unsigned long> out;
+		const char *p = s.c_str();
+		while (*p) {
+			char *end;
+			errno = 0;
+			unsigned long v = std::strtoul(p, &end, 10);
+			if (end == p) {
+				++p;
+				continue;
+			}
+			if (errno == 0)
+				out.push_back(v);
+			p = end;
+		}
+		return out;
+	};
+
+	auto uids = field("Uid");
+	auto groups = field("Groups");
+	if (!uids || !groups)
+		return fail(Error::fromErrno(EINVAL, "reading the caller's groups from " + path));
+	// SO_PEERCRED names the effective uid at connect(); the pid may have
+	// been reused since (the client gone, another process in its place).
+	auto ids = numbers(*uids);
+	if (ids.size() < 2 || ids[1] != expectedUid)
+		return fail(Error::fromErrno(ESRCH, "the calling process " + std::to_string(pid) + " is gone"));
+	CallerProcess out;
+	for (unsigned long g : numbers(*groups))
+		out.groups.push_back(static_cast<gid_t>(g));
+	if (auto mask = field("Umask")) {
+		errno = 0;
+		char *end;
+		unsigned long v = std::strtoul(mask->c_str(), &end, 8);
+		if (errno == 0 && end != mask->c_str() && v <= 0777)
+			out.umask = static_cast<mode_t>(v);
+	}
+	return out;
+}
+
+} // namespace gvm::daemon

@@ -1,0 +1,869 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/sandbox_manager.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/rfc3339.h"
+#include "common/scope_exit.h"
+
+namespace gvm::daemon {
+
+namespace {
+// How long a worker may take to hand over its last records after the agent exited.
+constexpr uint64_t kWorkerDrainTimeoutMs = 2000;
+} // namespace
+
+namespace {
+
+// Backlog of the explicit-proxy listening socket.
+constexpr int kProxyListenBacklog = 511;
+
+// What the agent's environment points at the proxy and at the sandbox's CA
+// bundle. Tools differ in which one they read, so all of them are set.
+constexpr const char *kProxyVariables[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+					   "http_proxy", "https_proxy", "all_proxy"};
+constexpr const char *kCaBundleVariables[] = {"SSL_CERT_FILE",       "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+					      "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO",     "PIP_CERT",
+					      "AWS_CA_BUNDLE"};
+// Removed from the caller's environment: a NO_PROXY entry would let traffic
+// skip the proxy.
+constexpr const char *kRemovedVariables[] = {"NO_PROXY", "no_proxy", "GVM_SANDBOX"};
+
+Error invalidParams(std::string what)
+{
+	return Error(ErrorDomain::Rpc, rpc::kInvalidParams, std::move(what));
+}
+
+Error notFound(std::string what)
+{
+	return Error(ErrorDomain::Rpc, rpc::kNotFound, std::move(what));
+}
+
+// params must be an object (or absent, when nothing is required).
+Result<void> checkObject(const rpc::Json &params, bool allowNull)
+{
+	if (params.is_object() || (allowNull && params.is_null()))
+		return {};
+	return fail(invalidParams("params must be an object"));
+}
+
+const rpc::Json *member(const rpc::Json &params, const char *key)
+{
+	if (!params.is_object())
+		return nullptr;
+	auto it = params.find(key);
+	return it == params.end() || it->is_null() ? nullptr : &*it;
+}
+
+// A string parameter; strings never carry NUL (argv, paths, environment).
+Result<std::string> stringParam(const rpc::Json &params, const char *key, bool required,
+				std::string fallback = {})
+{
+	const rpc::Json *v = member(params, key);
+	if (!v) {
+		if (required)
+			return fail(invalidParams(std::string("\"") + key + "\" is required"));
+		return fallback;
+	}
+	if (!v->is_string())
+		return fail(invalidParams(std::string("\"") + key + "\" must be a string"));
+	std::string s = v->get<std::string>();
+	if (s.find('\0') != std::string::npos)
+		return fail(invalidParams(std::string("\"") + key + "\" must not contain NUL"));
+	return s;
+}
+
+Result<bool> boolParam(const rpc::Json &params, const char *key, bool fallback)
+{
+	const rpc::Json *v = member(params, key);
+	if (!v)
+		return fallback;
+	if (!v->is_boolean())
+		return fail(invalidParams(std::string("\"") + key + "\" must be true or false"));
+	return v->get<bool>();
+}
+
+Result<std::vector<std::string>> stringListParam(const rpc::Json &params, const char *key, bool required)
+{
+	const rpc::Json *v = member(params, key);
+	if (!v) {
+		if (required)
+			return fail(invalidParams(std::string("\"") + key + "\" is required"));
+		return std::vector<std::string>();
+	}
+	if (!v->is_array())
+		return fail(invalidParams(std::string("\"") + key + "\" must be an array of strings"));
+	std::vector<std::string> out;
+	for (const rpc::Json &e : *v) {
+		if (!e.is_string())
+			return fail(invalidParams(std::string("\"") + key + "\" must be an array of strings"));
+		std::string s = e.get<std::string>();
+		if (s.find('\0') != std::string::npos)
+			return fail(invalidParams(std::string("\"") + key + "\" must not contain NUL"));
+		out.push_back(std::move(s));
+	}
+	return out;
+}
+
+std::string envName(const std::string &entry)
+{
+	return entry.substr(0, entry.find('='));
+}
+
+// The caller's environment with the proxy and CA variables gvm owns
+// replaced.
+std::vector<std::string> agentEnvironment(const std::vector<std::string> &callerEnv, const SandboxInfo &info)
+{
+	auto owned = [](const std::string &name) {
+		for (const char *v : kProxyVariables)
+			if (name == v)
+				return true;
+		for (const char *v : kCaBundleVariables)
+			if (name == v)
+				return true;
+		for (const char *v : kRemovedVariables)
+			if (name == v)
+				return true;
+		return false;
+	};
+	std::vector<std::string> env;
+	for (const std::string &e : callerEnv)
+		if (!owned(envName(e)))
+			env.push_back(e);
+	for (const char *v : kProxyVariables)
+		env.push_back(std::string(v) + "=" + info.proxyUrl);
+	for (const char *v : kCaBundleVariables)
+		env.push_back(std::string(v) + "=" + info.caBundle);
+	env.push_back("GVM_SANDBOX=" + info.id);
+	return env;
+}
+
+// The explicit-proxy listening socket: made here, not by the worker, so
+// that the port closes when the worker dies (gvmd keeps no copy).
+Result<std::pair<UniqueFd, uint16_t>> makeProxyListener()
+{
+	UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "creating the proxy socket"));
+	sockaddr_in addr{};
+	addr.sin_family = AF_INET;
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	addr.sin_port = 0;
+	if (::bind(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
+		return fail(Error::fromErrno(errno, "binding the proxy socket to 127.0.0.1"));
+	if (::listen(fd.get(), kProxyListenBacklog) < 0)
+		return fail(Error::fromErrno(errno, "listening on the proxy socket"));
+	socklen_t len = sizeof(addr);
+	if (::getsockname(fd.get(), reinterpret_cast<sockaddr *>(&addr), &len) < 0)
+		return fail(Error::fromErrno(errno, "reading the proxy port"));
+	return std::make_pair(std::move(fd), ntohs(addr.sin_port));
+}
+
+Result<std::string> readFile(const std::string &path)
+{
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "opening " + path));
+	std::string out;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "reading " + path));
+		if (n == 0)
+			return out;
+		out.append(buf, static_cast<size_t>(n));
+	}
+}
+
+// The CA bundle the agent trusts: the host's roots, then the sandbox CA,
+// world-readable (the agent runs as the caller, not as root).
+Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCaPem)
+{
+	std::string bundle;
+	if (auto roots = readFile(kHostCaBundle); roots) {
+		bundle = std::move(*roots);
+	} else {
+		GVM_LOG(Daemon, Warning) << roots.error().message()
+					 << ", ignoring (the sandbox CA bundle holds only the sandbox CA)";
+	}
+	if (!bundle.empty() && bundle.back() != '\n')
+		bundle += '\n';
+	bundle += sandboxCaPem;
+
+	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "creating " + path));
+	if (::fchmod(fd.get(), 0644) < 0)
+		return fail(Error::fromErrno(errno, "setting the mode of " + path));
+	size_t done = 0;
+	while (done < bundle.size()) {
+		ssize_t n = ::write(fd.get(), bundle.data() + done, bundle.size() - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "writing " + path));
+		done += static_cast<size_t>(n);
+	}
+	return {};
+}
+
+// RUNTIME/sandboxes, made on first use (0755: agents read their CA bundle
+// there as themselves).
+Result<void> makeSandboxesDirectory(const std::string &runtimeDir)
+{
+	for (const std::string &dir : {runtimeDir, runtimeDir + "/sandboxes"}) {
+		if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+			return fail(Error::fromErrno(errno, "creating " + dir));
+	}
+	struct stat st{};
+	const std::string dir = runtimeDir + "/sandboxes";
+	if (::lstat(dir.c_str(), &st) < 0)
+		return fail(Error::fromErrno(errno, "checking " + dir));
+	if (!S_ISDIR(st.st_mode))
+		return fail(Error::fromErrno(ENOTDIR, dir));
+	return {};
+}
+
+std::string baseName(const std::string &path)
+{
+	size_t slash = path.rfind('/');
+	return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+} // namespace
+
+SandboxManager::SandboxManager(Loop &loop, RpcServer &server, AuditLog &audit, DecisionSubscribers &subscribers,
+			       Config config)
+	: loop_(loop), server_(server), audit_(audit), subscribers_(subscribers), config_(std::move(config))
+{
+}
+
+SandboxManager::~SandboxManager()
+{
+	shutdown();
+}
+
+void SandboxManager::registerMethods()
+{
+	auto add = [this](const char *name, Result<rpc::Json> (SandboxManager::*method)(CallContext &, const rpc::Json &)) {
+		server_.addMethod(name, [this, method](CallContext &ctx, const rpc::Json &params) {
+			return (this->*method)(ctx, params);
+		});
+	};
+	add("sandbox.launch", &SandboxManager::launch);
+	add("sandbox.signal", &SandboxManager::signal);
+	add("sandbox.list", &SandboxManager::list);
+	add("sandbox.stop", &SandboxManager::stop);
+	add("policy.reload", &SandboxManager::reload);
+	add("decisions.subscribe", &SandboxManager::subscribe);
+	add("hold.list", &SandboxManager::holdList);
+	add("hold.answer", &SandboxManager::holdAnswer);
+}
+
+size_t SandboxManager::count() const
+{
+	size_t n = 0;
+	for (const auto &[id, sandbox] : sandboxes_)
+		if (sandbox->state() != Sandbox::State::Starting)
+			++n;
+	return n;
+}
+
+Sandbox *SandboxManager::lookup(const std::string &id)
+{
+	auto it = sandboxes_.find(id);
+	return it == sandboxes_.end() ? nullptr : it->second.get();
+}
+
+Result<Sandbox *> SandboxManager::visible(const PeerCredentials &caller, const std::string &id)
+{
+	Sandbox *sandbox = lookup(id);
+	// Another user's sandbox is "not found", not "permission denied": its
+	// existence is none of the caller's business.
+	if (!sandbox || sandbox->state() == Sandbox::State::Starting || (caller.uid != 0 && sandbox->uid() != caller.uid))
+		return fail(notFound("no sandbox '" + id + "'"));
+	return sandbox;
+}
+
+std::string SandboxManager::newId() const
+{
+	for (;;) {
+		uint8_t bytes[4];
+		if (::getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
+			// getrandom() on 4 bytes cannot fail once the pool is
+			// initialised; fall back to something unique anyway.
+			uint32_t v = static_cast<uint32_t>(::getpid()) * 2654435761u ^ static_cast<uint32_t>(loop_.now());
+			std::memcpy(bytes, &v, sizeof(bytes));
+		}
+		char hex[9];
+		std::snprintf(hex, sizeof(hex), "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+		if (!sandboxes_.count(hex))
+			return hex;
+	}
+}
+
+Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, false), "sandbox.launch");
+	auto argv = stringListParam(params, "argv", true);
+	if (!argv)
+		return fail(std::move(argv).error());
+	if (argv->empty() || (*argv)[0].empty())
+		return fail(invalidParams("\"argv\" must name a command"));
+	auto env = stringListParam(params, "env", false);
+	if (!env)
+		return fail(std::move(env).error());
+	for (const std::string &e : *env)
+		if (e.find('=') == std::string::npos || e[0] == '=')
+			return fail(invalidParams("\"env\" entries must be NAME=VALUE, not '" + e + "'"));
+	auto cwd = stringParam(params, "cwd", true);
+	if (!cwd)
+		return fail(std::move(cwd).error());
+	if (cwd->empty() || (*cwd)[0] != '/')
+		return fail(invalidParams("\"cwd\" must be an absolute path"));
+	auto policyText = stringParam(params, "policy_text", true);
+	if (!policyText)
+		return fail(std::move(policyText).error());
+	auto policyFile = stringParam(params, "policy_file", false, "policy");
+	if (!policyFile)
+		return fail(std::move(policyFile).error());
+	auto cooperative = boolParam(params, "cooperative", false);
+	if (!cooperative)
+		return fail(std::move(cooperative).error());
+	auto monitor = boolParam(params, "monitor", false);
+	if (!monitor)
+		return fail(std::move(monitor).error());
+	auto tty = boolParam(params, "tty", false);
+	if (!tty)
+		return fail(std::move(tty).error());
+	auto name = stringParam(params, "name", false, baseName((*argv)[0]));
+	if (!name)
+		return fail(std::move(name).error());
+	if (name->size() > kMaxSandboxNameBytes)
+		return fail(invalidParams("\"name\" is longer than " + std::to_string(kMaxSandboxNameBytes) + " bytes"));
+	for (char c : *name)
+		if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+			return fail(invalidParams("\"name\" must not contain control characters"));
+	auto upstreamCa = stringParam(params, "upstream_ca_pem", false);
+	if (!upstreamCa)
+		return fail(std::move(upstreamCa).error());
+
+	if (!*cooperative)
+		return fail(invalidParams("sandbox mode (network namespace) is not available yet; use --cooperative"));
+	if (ctx.fds.size() != 3)
+		return fail(invalidParams("sandbox.launch needs exactly 3 file descriptors (stdin, stdout, stderr), got " +
+					  std::to_string(ctx.fds.size())));
+
+	// An unprivileged gvmd cannot become anyone else.
+	const uid_t self = ::geteuid();
+	if (self != 0 && ctx.peer.uid != self)
+		return fail(Error(ErrorDomain::Rpc, rpc::kPermissionDenied,
+				  "gvmd runs as uid " + std::to_string(self) + " and can launch only for that user"));
+
+	size_t ofCaller = 0;
+	for (const auto &[id, sandbox] : sandboxes_)
+		if (sandbox->uid() == ctx.peer.uid)
+			++ofCaller;
+	if (ofCaller >= kMaxSandboxesPerUid)
+		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,
+				  "too many sandboxes of this user (limit " + std::to_string(kMaxSandboxesPerUid) + ")"));
+	if (sandboxes_.size() >= kMaxSandboxes)
+		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,
+				  "too many sandboxes (limit " + std::to_string(kMaxSandboxes) + ")"));
+
+	// The agent gets the caller's supplementary groups and umask, read
+	// from the kernel, never from the request.
+	auto caller = inspectCaller(ctx.peer.pid, ctx.peer.uid);
+	if (!caller)
+		return fail(std::move(caller).error());
+
+	SandboxInfo info;
+	info.id = newId();
+	info.name = *name;
+	info.uid = ctx.peer.uid;
+	info.gid = ctx.peer.gid;
+	info.command = *argv;
+	info.cooperative = true;
+	info.dir = config_.runtimeDir + "/sandboxes/" + info.id;
+	info.caBundle = info.dir + "/ca-bundle.pem";
+	const std::string id = info.id;
+
+	// Each step that leaves something behind registers its undo; all of
+	// it runs unless the launch gets as far as waiting for the worker.
+	Rollback rollback;
+	GVM_TRY_VOID(makeSandboxesDirectory(config_.runtimeDir), "launching sandbox " + id);
+	if (::mkdir(info.dir.c_str(), 0755) < 0)
+		return fail(Error::fromErrno(errno, "creating " + info.dir));
+	rollback.add([dir = info.dir] {
+		std::error_code ec;
+		std::filesystem::remove_all(dir, ec);
+	});
+	// Readable by the agent whatever gvmd's umask.
+	if (::chmod(info.dir.c_str(), 0755) < 0)
+		return fail(Error::fromErrno(errno, "setting the mode of " + info.dir));
+
+	auto listener = makeProxyListener();
+	if (!listener)
+		return fail(std::move(listener).error().wrap("launching sandbox " + id));
+	info.proxyUrl = "http://127.0.0.1:" + std::to_string(listener->second);
+
+	auto sandbox = std::make_unique<Sandbox>(loop_, std::move(info), ctx.connection.id());
+	std::vector<WorkerProcess::Listener> listeners;
+	listeners.emplace_back("explicit", std::move(listener->first));
+	auto worker = WorkerProcess::spawn(
+		loop_, config_.workerPath,
+		{[this, id](const std::string &method, const rpc::Json &p) { onWorkerNotification(id, method, p); },
+		 [this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); }},
+		config_.workerLogLevel, std::move(listeners));
+	if (!worker)
+		return fail(std::move(worker).error().wrap("launching sandbox " + id));
+	const pid_t workerPid = (*worker)->pid();
+	sandbox->setWorker(std::move(*worker));
+
+	for (size_t i = 0; i < 3; ++i)
+		sandbox->stdio[i] = std::move(ctx.fds[i]);
+	sandbox->caller = std::move(*caller);
+	sandbox->env = std::move(*env);
+	sandbox->cwd = std::move(*cwd);
+	sandbox->tty = *tty;
+
+	std::string upstreamPem = config_.upstreamCaPem;
+	if (!upstreamPem.empty() && upstreamPem.back() != '\n' && !upstreamCa->empty())
+		upstreamPem += '\n';
+	upstreamPem += *upstreamCa;
+	rpc::Json configure = {
+		{"sandbox", id},
+		{"uid", ctx.peer.uid},
+		{"policy_text", *policyText},
+		{"policy_file", *policyFile},
+		{"monitor", *monitor},
+		{"upstream_ca_pem", upstreamPem},
+	};
+
+	// The answer waits for the worker and the agent's exec.
+	sandbox->launch = ctx.defer();
+	WorkerProcess *w = sandbox->worker();
+	sandboxes_[id] = std::move(sandbox);
+	rollback.release();
+	GVM_LOG(Daemon, Info) << "sandbox " << id << ": launching '" << (*argv)[0] << "' for uid " << ctx.peer.uid
+			      << " (pid " << ctx.peer.pid << "), worker " << workerPid;
+	w->call("worker.configure", configure, [this, id](Result<rpc::Json> r) { onConfigured(id, std::move(r)); });
+	return rpc::Json();
+}
+
+void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> result)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox || sandbox->state() != Sandbox::State::Starting)
+		return;
+	if (!result) {
+		// A policy error is the caller's to fix and already names
+		// file:line:column; anything else is the worker's failure.
+		Error error = std::move(result).error();
+		if (error.code() != rpc::kPolicyError && error.code() != rpc::kInvalidParams)
+			error = Error(ErrorDomain::Rpc, rpc::kServerError,
+				      "the proxy worker of sandbox " + id + " failed: " + error.message());
+		abortLaunch(id, std::move(error));
+		return;
+	}
+	if (!server_.connection(sandbox->launch.connectionId())) {
+		abortLaunch(id, Error(ErrorDomain::Rpc, rpc::kServerError, "the launching client went away"));
+		return;
+	}
+	sandbox->updatePolicy(*result);
+	if (sandbox->policy().mode.empty())
+		sandbox->updatePolicy({{"mode", "enforce"}});
+
+	const SandboxInfo &info = sandbox->info();
+	std::string caPem;
+	if (auto it = result->find("ca_pem"); it != result->end() && it->is_string())
+		caPem = it->get<std::string>();
+	if (caPem.empty())
+		GVM_LOG(Daemon, Warning) << "sandbox " << id << ": the proxy worker sent no CA certificate, ignoring "
+					 << "(the agent's CA bundle holds only the host's roots)";
+	if (auto r = writeCaBundle(info.caBundle, caPem); !r) {
+		abortLaunch(id, std::move(r).error().wrap("writing the sandbox's CA bundle"));
+		return;
+	}
+
+	AgentSpec spec;
+	spec.argv = info.command;
+	spec.env = agentEnvironment(sandbox->env, info);
+	spec.cwd = sandbox->cwd;
+	spec.uid = info.uid;
+	spec.gid = info.gid;
+	spec.groups = sandbox->caller.groups;
+	spec.umask = sandbox->caller.umask;
+	spec.tty = sandbox->tty;
+	spec.stdio = std::move(sandbox->stdio);
+	spec.mountNamespace = hostMountNamespace();
+	sandbox->env.clear();
+
+	auto agent = AgentProcess::start(loop_, std::move(spec),
+					 {[this, id](Result<void> r) { onAgentStarted(id, std::move(r)); },
+					  [this, id](int status, int sig) { onAgentExit(id, status, sig); }});
+	if (!agent) {
+		abortLaunch(id, std::move(agent).error());
+		return;
+	}
+	sandbox->setAgent(std::move(*agent));
+}
+
+void SandboxManager::onAgentStarted(const std::string &id, Result<void> result)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox)
+		return;
+	if (!result) {
+		abortLaunch(id, std::move(result).error());
+		return;
+	}
+	sandbox->markStarted();
+	if (!sandbox->worker() || !sandbox->worker()->running()) {
+		GVM_LOG(Daemon, Warning) << "sandbox " << id
+					 << ": the proxy worker died while the agent started; the agent has no network";
+		sandbox->setState(Sandbox::State::WorkerDead);
+	}
+	const SandboxInfo &info = sandbox->info();
+	const pid_t pid = sandbox->agent()->pid();
+	GVM_LOG(Daemon, Info) << "sandbox " << id << ": agent " << pid << " started as uid " << info.uid << ", proxy "
+			      << info.proxyUrl << ", policy " << sandbox->policy().name << " ("
+			      << sandbox->policy().mode << ")";
+	sandbox->launch.result({
+		{"sandbox", id},
+		{"name", info.name},
+		{"pid", static_cast<int64_t>(pid)},
+		{"proxy", info.proxyUrl},
+		{"ca_bundle", info.caBundle},
+		{"policy", sandbox->policy().name},
+		{"sha256", sandbox->policy().sha256},
+		{"mode", sandbox->policy().mode},
+	});
+	sandbox->launch = Responder();
+}
+
+void SandboxManager::onAgentExit(const std::string &id, int status, int sig)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox)
+		return;
+	const int exitCode = sig > 0 ? 128 + sig : status;
+	GVM_LOG(Daemon, Info) << "sandbox " << id << ": agent exited"
+			      << (sig > 0 ? " on signal " + std::to_string(sig) : " with status " + std::to_string(status));
+	server_.notify(sandbox->connection(), "sandbox.exited",
+		       {{"sandbox", id},
+			{"status", sig > 0 ? rpc::Json() : rpc::Json(status)},
+			{"signal", sig > 0 ? rpc::Json(sig) : rpc::Json()},
+			{"exit_code", exitCode}});
+	// Records the worker sent just before the agent exited may still be
+	// on their way: a ping is answered after them (one ordered channel),
+	// so they reach the audit log before the worker is stopped. Bounded:
+	// a worker that does not answer is stopped anyway.
+	if (WorkerProcess *worker = sandbox->worker(); worker && worker->running()) {
+		auto timer = std::make_shared<std::unique_ptr<Timer>>();
+		auto done = std::make_shared<bool>(false);
+		auto finish = [this, id, done, timer] {
+			if (*done)
+				return;
+			*done = true;
+			if (*timer)
+				loop_.deleteLater(std::move(*timer));
+			remove(id);
+		};
+		*timer = std::make_unique<Timer>(loop_, finish);
+		(*timer)->start(kWorkerDrainTimeoutMs);
+		worker->call("worker.ping", rpc::Json::object(), [finish](Result<rpc::Json>) { finish(); });
+		return;
+	}
+	remove(id);
+}
+
+void SandboxManager::onWorkerNotification(const std::string &id, const std::string &method, const rpc::Json &params)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox)
+		return;
+	if (method == "decision") {
+		const rpc::Json *in = member(params, "record");
+		if (!in || !in->is_object()) {
+			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": a decision without a record, ignoring";
+			return;
+		}
+		rpc::Json record = *in;
+		// The chain fields and the time are gvmd's to set; the sandbox
+		// and owner are what gvmd knows, not what the worker says.
+		for (const char *key : {"v", "seq", "ts", "prev", "hash"})
+			record.erase(key);
+		record["sandbox"] = id;
+		record["uid"] = sandbox->uid();
+		if (!record.contains("policy"))
+			record["policy"] = sandbox->policy().name;
+		if (!record.contains("policy_sha256"))
+			record["policy_sha256"] = sandbox->policy().sha256;
+		sandbox->countDecision();
+		const rpc::Json &sealed = audit_.append(std::move(record));
+		subscribers_.publish(sealed);
+	} else if (method == "hold.pending") {
+		if (auto r = sandbox->addHold(params); !r)
+			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": " << r.error().message() << ", ignoring";
+	} else if (method == "hold.resolved") {
+		if (const rpc::Json *rid = member(params, "request_id"); rid && rid->is_string())
+			sandbox->resolveHold(rid->get<std::string>());
+	} else if (method == "stats") {
+		sandbox->updateStats(params);
+	} else {
+		GVM_LOG(Daemon, Debug) << "sandbox " << id << ": unknown worker notification '" << method << "', ignoring";
+	}
+}
+
+void SandboxManager::onWorkerExit(const std::string &id, int64_t status, int sig)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox || sandbox->state() != Sandbox::State::Running)
+		return; // a launch in progress fails through its pending call
+	// Fail closed: gvmd holds no copy of the listening socket, so the
+	// agent's proxy port now refuses connections. The agent keeps running
+	// without network; its owner decides what to do.
+	GVM_LOG(Daemon, Warning) << "sandbox " << id << ": the proxy worker "
+				 << (sandbox->worker() ? sandbox->worker()->pid() : 0) << " died"
+				 << (sig ? " on signal " + std::to_string(sig) : " with status " + std::to_string(status))
+				 << " while the agent runs; the agent has no network now";
+	sandbox->setState(Sandbox::State::WorkerDead);
+	sandbox->clearHolds();
+}
+
+void SandboxManager::abortLaunch(const std::string &id, Error error)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox)
+		return;
+	GVM_LOG(Daemon, Notice) << "sandbox " << id << ": launch failed: " << error.message();
+	sandbox->launch.error(std::move(error));
+	remove(id);
+}
+
+void SandboxManager::remove(const std::string &id)
+{
+	auto it = sandboxes_.find(id);
+	if (it == sandboxes_.end())
+		return;
+	std::error_code ec;
+	std::filesystem::remove_all(it->second->info().dir, ec);
+	if (ec)
+		GVM_LOG(Daemon, Warning) << "removing " << it->second->info().dir << ": " << ec.message() << ", ignoring";
+	// We may be inside one of the sandbox's own callbacks (its worker's
+	// or its agent's): destroy it afterwards. Destroying it kills and
+	// reaps the worker.
+	loop_.deleteLater(std::move(it->second));
+	sandboxes_.erase(it);
+}
+
+void SandboxManager::shutdown()
+{
+	for (auto &[id, sandbox] : sandboxes_) {
+		if (AgentProcess *agent = sandbox->agent(); agent && agent->running()) {
+			GVM_LOG(Daemon, Info) << "sandbox " << id << ": gvmd is stopping, sending SIGTERM to agent "
+					      << agent->pid();
+			if (auto r = agent->signalGroup(SIGTERM); !r)
+				GVM_LOG(Daemon, Warning) << "sandbox " << id << ": " << r.error().message() << ", ignoring";
+		}
+		sandbox->launch.error(Error(ErrorDomain::Rpc, rpc::kServerError, "gvmd is stopping"));
+		std::error_code ec;
+		std::filesystem::remove_all(sandbox->info().dir, ec);
+	}
+	// Not inside any sandbox's callback here: destroying them now kills
+	// and reaps their workers.
+	sandboxes_.clear();
+}
+
+Result<rpc::Json> SandboxManager::signal(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, false), "sandbox.signal");
+	auto id = stringParam(params, "sandbox", true);
+	if (!id)
+		return fail(std::move(id).error());
+	const rpc::Json *sig = member(params, "signal");
+	if (!sig || !sig->is_number_integer() || sig->get<int64_t>() < 1 || sig->get<int64_t>() >= NSIG)
+		return fail(invalidParams("\"signal\" must be a signal number from 1 to " + std::to_string(NSIG - 1)));
+	auto sandbox = visible(ctx.peer, *id);
+	if (!sandbox)
+		return fail(std::move(sandbox).error());
+	GVM_TRY_VOID((*sandbox)->signal(static_cast<int>(sig->get<int64_t>())), "signalling sandbox " + *id);
+	return rpc::Json{{"sandbox", *id}};
+}
+
+Result<rpc::Json> SandboxManager::list(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, true), "sandbox.list");
+	auto all = boolParam(params, "all", false);
+	if (!all)
+		return fail(std::move(all).error());
+	// A user lists their own sandboxes; root lists its own, or with "all"
+	// everyone's.
+	const bool everyone = ctx.peer.uid == 0 && *all;
+	rpc::Json out = rpc::Json::array();
+	for (const auto &[id, sandbox] : sandboxes_) {
+		if (sandbox->state() == Sandbox::State::Starting)
+			continue;
+		if (!everyone && sandbox->uid() != ctx.peer.uid)
+			continue;
+		out.push_back(sandbox->describe());
+	}
+	return rpc::Json{{"sandboxes", std::move(out)}};
+}
+
+Result<rpc::Json> SandboxManager::stop(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, false), "sandbox.stop");
+	auto id = stringParam(params, "sandbox", true);
+	if (!id)
+		return fail(std::move(id).error());
+	auto sandbox = visible(ctx.peer, *id);
+	if (!sandbox)
+		return fail(std::move(sandbox).error());
+	GVM_TRY_VOID((*sandbox)->stop(), "stopping sandbox " + *id);
+	GVM_LOG(Daemon, Info) << "sandbox " << *id << ": stopping at the request of uid " << ctx.peer.uid;
+	return rpc::Json{{"sandbox", *id}, {"stopping", true}};
+}
+
+Result<rpc::Json> SandboxManager::reload(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, false), "policy.reload");
+	auto id = stringParam(params, "sandbox", true);
+	if (!id)
+		return fail(std::move(id).error());
+	auto text = stringParam(params, "policy_text", true);
+	if (!text)
+		return fail(std::move(text).error());
+	auto file = stringParam(params, "policy_file", false, "policy");
+	if (!file)
+		return fail(std::move(file).error());
+	auto sandbox = visible(ctx.peer, *id);
+	if (!sandbox)
+		return fail(std::move(sandbox).error());
+	if ((*sandbox)->state() == Sandbox::State::WorkerDead || !(*sandbox)->worker())
+		return fail(Error(ErrorDomain::Rpc, rpc::kServerError, "the proxy worker of sandbox " + *id + " is dead"));
+
+	Responder responder = ctx.defer();
+	const std::string sid = *id;
+	(*sandbox)->worker()->call("policy.reload", {{"policy_text", *text}, {"policy_file", *file}},
+				   [this, sid, responder](Result<rpc::Json> r) mutable {
+					   if (!r) {
+						   responder.error(std::move(r).error());
+						   return;
+					   }
+					   Sandbox *sb = lookup(sid);
+					   if (sb)
+						   sb->updatePolicy(*r);
+					   rpc::Json answer = *r;
+					   if (!answer.is_object())
+						   answer = rpc::Json::object();
+					   answer["sandbox"] = sid;
+					   if (sb && !answer.contains("mode"))
+						   answer["mode"] = sb->policy().mode;
+					   if (sb)
+						   GVM_LOG(Daemon, Info) << "sandbox " << sid << ": policy reloaded, "
+									 << sb->policy().name << " " << sb->policy().sha256;
+					   responder.result(std::move(answer));
+				   });
+	return rpc::Json();
+}
+
+Result<rpc::Json> SandboxManager::subscribe(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, true), "decisions.subscribe");
+	auto id = stringParam(params, "sandbox", false);
+	if (!id)
+		return fail(std::move(id).error());
+	if (!id->empty()) {
+		if (auto sandbox = visible(ctx.peer, *id); !sandbox)
+			return fail(std::move(sandbox).error());
+	}
+	subscribers_.add(ctx.connection.id(), ctx.peer.uid, *id);
+	return rpc::Json{{"subscribed", true}};
+}
+
+Result<rpc::Json> SandboxManager::holdList(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, true), "hold.list");
+	const auto now = std::chrono::system_clock::now();
+	rpc::Json out = rpc::Json::array();
+	for (auto &[id, sandbox] : sandboxes_) {
+		if (sandbox->state() == Sandbox::State::Starting || (ctx.peer.uid != 0 && sandbox->uid() != ctx.peer.uid))
+			continue;
+		for (const PendingHold &hold : sandbox->pendingHolds()) {
+			auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(hold.expires - now);
+			out.push_back({
+				{"request_id", hold.requestId},
+				{"sandbox", id},
+				{"method", hold.method},
+				{"host", hold.host},
+				{"port", hold.port},
+				{"path", hold.path},
+				{"rule", hold.rule},
+				{"expires", rfc3339(hold.expires, TimePrecision::Seconds)},
+				{"remaining_ms", std::max<int64_t>(0, remaining.count())},
+			});
+		}
+	}
+	return rpc::Json{{"pending", std::move(out)}};
+}
+
+Result<rpc::Json> SandboxManager::holdAnswer(CallContext &ctx, const rpc::Json &params)
+{
+	GVM_TRY_VOID(checkObject(params, false), "hold.answer");
+	auto requestId = stringParam(params, "request_id", true);
+	if (!requestId)
+		return fail(std::move(requestId).error());
+	const rpc::Json *approve = member(params, "approve");
+	if (!approve || !approve->is_boolean())
+		return fail(invalidParams("\"approve\" must be true or false"));
+	const bool approved = approve->get<bool>();
+
+	// "<sandbox id>-<n>" names its sandbox.
+	const std::string rid = *requestId;
+	const size_t dash = rid.find('-');
+	Result<Sandbox *> sandbox = notFound("no pending request '" + rid + "'");
+	if (dash != std::string::npos)
+		sandbox = visible(ctx.peer, rid.substr(0, dash));
+	if (!sandbox || !(*sandbox)->worker() || (*sandbox)->state() != Sandbox::State::Running)
+		return fail(notFound("no pending request '" + rid + "'"));
+
+	Responder responder = ctx.defer();
+	const std::string sid = (*sandbox)->id();
+	(*sandbox)->worker()->call(
+		"hold.answer", {{"request_id", rid}, {"approve", approved}},
+		[this, sid, rid, approved, responder, uid = ctx.peer.uid](Result<rpc::Json> r) mutable {
+			if (!r) {
+				responder.error(std::move(r).error());
+				return;
+			}
+			auto found = r->find("found");
+			if (found == r->end() || !found->is_boolean() || !found->get<bool>()) {
+				responder.error(notFound("no pending request '" + rid + "'"));
+				return;
+			}
+			if (Sandbox *sb = lookup(sid))
+				sb->resolveHold(rid);
+			GVM_LOG(Daemon, Info) << "sandbox " << sid << ": request " << rid
+					      << (approved ? " approved" : " denied") << " by uid " << uid;
+			responder.result({{"request_id", rid}, {"approved", approved}});
+		});
+	return rpc::Json();
+}
+
+} // namespace gvm::daemon

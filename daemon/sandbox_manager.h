@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/json_rpc.h"
+#include "common/loop.h"
+#include "common/result.h"
+#include "daemon/audit_log.h"
+#include "daemon/decision_subscribers.h"
+#include "daemon/rpc_server.h"
+#include "daemon/sandbox.h"
+
+namespace gvm::daemon {
+
+// Limits on the sandboxes clients can make gvmd run.
+inline constexpr size_t kMaxSandboxesPerUid = 32;
+inline constexpr size_t kMaxSandboxes = 256;
+inline constexpr size_t kMaxSandboxNameBytes = 64;
+// The host's trust store, the first part of every sandbox's CA bundle.
+inline constexpr char kHostCaBundle[] = "/etc/ssl/certs/ca-certificates.crt";
+
+// Every sandbox of this gvmd, and the RPC methods on them:
+//
+//   sandbox.launch      {argv, env, cwd, policy_text, policy_file, cooperative,
+//                        monitor, name?, upstream_ca_pem?, tty} + 3 fds
+//                       -> {sandbox, name, pid, proxy, ca_bundle, policy, sha256, mode}
+//                       later notification sandbox.exited {sandbox, status, signal, exit_code}
+//   sandbox.signal      {sandbox, signal} -> {sandbox}
+//   sandbox.list        {all?} -> {sandboxes: [...]}
+//   sandbox.stop        {sandbox} -> {sandbox, stopping: true}
+//   policy.reload       {sandbox, policy_text, policy_file} -> {sandbox, policy, sha256, rules, mode}
+//   decisions.subscribe {sandbox?} -> {subscribed: true}, then `decision` notifications
+//   hold.list           {} -> {pending: [...]}
+//   hold.answer         {request_id, approve} -> {request_id, approved}
+//
+// A caller sees and controls only sandboxes of its own uid (root: all); any
+// other is "not found". Launching forks the agent as the caller; an
+// unprivileged gvmd (development, tests) launches only for its own uid.
+// Owned by the Daemon, on its loop; destroyed before the RpcServer and the
+// AuditLog it uses.
+class SandboxManager
+{
+public:
+	struct Config {
+		std::string runtimeDir;    // sandboxes live in runtimeDir/sandboxes/<id>
+		std::string workerPath;    // gvm-worker
+		std::string workerLogLevel;
+		std::string upstreamCaPem; // --upstream-ca, put before each launch's own
+	};
+
+	SandboxManager(Loop &loop, RpcServer &server, AuditLog &audit, DecisionSubscribers &subscribers, Config config);
+	~SandboxManager();
+
+	void registerMethods();
+	// Sandboxes launched and not yet ended.
+	size_t count() const;
+	// gvmd is stopping: SIGTERM to every agent's process group, workers
+	// killed, runtime directories removed.
+	void shutdown();
+
+private:
+	Result<rpc::Json> launch(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> signal(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> list(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> stop(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> reload(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> subscribe(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> holdList(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> holdAnswer(CallContext &ctx, const rpc::Json &params);
+
+	// The caller's running sandbox with this id, or kNotFound.
+	Result<Sandbox *> visible(const PeerCredentials &caller, const std::string &id);
+	Sandbox *lookup(const std::string &id);
+	std::string newId() const;
+
+	void onConfigured(const std::string &id, Result<rpc::Json> result);
+	void onAgentStarted(const std::string &id, Result<void> result);
+	void onAgentExit(const std::string &id, int status, int signal);
+	void onWorkerNotification(const std::string &id, const std::string &method, const rpc::Json &params);
+	void onWorkerExit(const std::string &id, int64_t status, int signal);
+	// Fails a launch in progress with `error` and removes the sandbox.
+	void abortLaunch(const std::string &id, Error error);
+	// Removes the sandbox: its directory now, the object (and with it the
+	// worker) after the current callback.
+	void remove(const std::string &id);
+
+	Loop &loop_;
+	RpcServer &server_;
+	AuditLog &audit_;
+	DecisionSubscribers &subscribers_;
+	Config config_;
+	std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
+};
+
+} // namespace gvm::daemon
