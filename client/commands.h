@@ -20,6 +20,13 @@ struct GlobalOptions {
 int runStatus(const GlobalOptions &global, const std::vector<std::string> &args);
 int runPolicy(const GlobalOptions &global, const std::vector<std::string> &args);
 int runAudit(const GlobalOptions &global, const std::vector<std::string> &args);
+int runLaunch(const GlobalOptions &global, const std::vector<std::string> &args);
+int runPs(const GlobalOptions &global, const std::vector<std::string> &args);
+int runStop(const GlobalOptions &global, const std::vector<std::string> &args);
+int runTail(const GlobalOptions &global, const std::vector<std::string> &args);
+int runPending(const GlobalOptions &global, const std::vector<std::string> &args);
+int runApprove(const GlobalOptions &global, const std::vector<std::string> &args);
+int runDeny(const GlobalOptions &global, const std::vector<std::string> &args);
 
 // Entry point: argv without argv[0].
 int run(const std::vector<std::string> &args);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "client/decision_format.h"
 
+#include "client/table.h"
+
 namespace gvm::client {
 
 namespace {
@@ -10,7 +12,7 @@ std::string field(const rpc::Json &r, const char *key)
 	auto it = r.find(key);
 	if (it == r.end() || it->is_null())
 		return "";
-	return it->is_string() ? it->get<std::string>() : rpc::dumpJson(*it);
+	return terminalSafe(it->is_string() ? it->get<std::string>() : rpc::dumpJson(*it));
 }
 
 } // namespace
@@ -18,8 +20,9 @@ std::string field(const rpc::Json &r, const char *key)
 std::string formatDecision(const rpc::Json &r)
 {
 	if (!r.is_object())
-		return rpc::dumpJson(r);
-	std::string action = field(r, "action");
+		return terminalSafe(rpc::dumpJson(r));
+	const std::string rawAction = field(r, "action");
+	std::string action = rawAction;
 	if (field(r, "mode") == "monitor" && action != "allow")
 		action = "would " + action;
 	std::string line = field(r, "ts");
@@ -35,11 +38,16 @@ std::string formatDecision(const rpc::Json &r)
 			line += ":" + port;
 		line += field(r, "path");
 	}
-	if (std::string status = field(r, "status"); !status.empty())
+	if (std::string status = field(r, "status"); !status.empty() && status != "0")
 		line += " -> " + status;
 	line += " rule=" + (field(r, "rule").empty() ? std::string("(default)") : field(r, "rule"));
 	if (std::string sandbox = field(r, "sandbox"); !sandbox.empty())
 		line += " sandbox=" + sandbox;
+	if (std::string id = field(r, "request_id"); !id.empty() && rawAction == "hold")
+		line += " request=" + id;
+	if (auto it = r.find("reason"); it != r.end() && it->is_string() && !it->get_ref<const std::string &>().empty() &&
+					  rawAction != "allow")
+		line += " reason=" + terminalSafe(rpc::dumpJson(*it));
 	return line;
 }
 

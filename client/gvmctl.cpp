@@ -10,16 +10,42 @@ namespace gvm::client {
 
 namespace {
 
+using CommandFn = int (*)(const GlobalOptions &, const std::vector<std::string> &);
+
+CommandFn findCommand(const std::string &name)
+{
+	static const std::pair<const char *, CommandFn> kCommands[] = {
+		{"launch", runLaunch},   {"ps", runPs},           {"stop", runStop},   {"tail", runTail},
+		{"pending", runPending}, {"approve", runApprove}, {"deny", runDeny},   {"status", runStatus},
+		{"policy", runPolicy},   {"audit", runAudit},
+	};
+	for (const auto &[commandName, fn] : kCommands)
+		if (name == commandName)
+			return fn;
+	return nullptr;
+}
+
 const char kUsage[] =
 	"Usage: gvmctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
 	"\n"
 	"Control gvm, the governance runtime for AI agents.\n"
 	"\n"
 	"Commands:\n"
+	"  launch --policy FILE [--monitor] [--name NAME] [--cooperative]\n"
+	"         [--upstream-ca FILE] -- CMD [ARGS...]\n"
+	"                                       run CMD in a sandbox governed by the policy;\n"
+	"                                       exits with CMD's status\n"
+	"  ps [--all]                           list running sandboxes\n"
+	"  stop SANDBOX                         stop a sandbox (SIGTERM, then SIGKILL)\n"
+	"  tail [SANDBOX]                       follow decisions live, until Ctrl-C\n"
+	"  pending                              list requests held for approval\n"
+	"  approve REQUEST_ID                   let a held request through\n"
+	"  deny REQUEST_ID                      refuse a held request\n"
 	"  status                               show the daemon's state\n"
 	"  policy check FILE...                 validate policy files (exit 0 valid, 1 invalid)\n"
 	"  policy test FILE METHOD URL [--header K:V]... [--body TEXT|@FILE]\n"
 	"                                       decide one request offline, without a daemon\n"
+	"  policy reload SANDBOX FILE           replace a running sandbox's policy\n"
 	"  audit verify [FILE]                  check the audit log's hash chain (exit 0 intact, 1 not)\n"
 	"  audit show [--sandbox ID] [--limit N]\n"
 	"                                       the latest decisions recorded by gvmd\n"
@@ -27,11 +53,12 @@ const char kUsage[] =
 	"\n"
 	"Options (every command):\n"
 	"  --socket PATH   gvmd's control socket (default: $GVM_SOCKET, else " GVM_DEFAULT_SOCKET ")\n"
-	"  --json          machine-readable output on stdout\n"
+	"  --json          machine-readable output on stdout (launch: on stderr)\n"
 	"  --help          show help\n"
 	"  --version       show the version\n"
 	"\n"
-	"Errors go to stderr. Exit status: 0 success, 1 failure, 2 usage error.\n";
+	"Errors go to stderr. Exit status: 0 success, 1 failure, 2 usage error;\n"
+	"launch exits with the command's own status (see 'gvmctl help launch').\n";
 
 } // namespace
 
@@ -71,12 +98,8 @@ int run(const std::vector<std::string> &args)
 	// Libraries log nothing above Debug; gvmctl itself reports on stderr.
 	log::setThreshold(log::Level::Warning);
 
-	if (command == "status")
-		return runStatus(global, rest);
-	if (command == "policy")
-		return runPolicy(global, rest);
-	if (command == "audit")
-		return runAudit(global, rest);
+	if (CommandFn fn = findCommand(command))
+		return fn(global, rest);
 	if (command == "help") {
 		if (rest.empty()) {
 			std::cout << kUsage;
@@ -84,12 +107,8 @@ int run(const std::vector<std::string> &args)
 		}
 		std::vector<std::string> sub(rest.begin() + 1, rest.end());
 		sub.push_back("--help");
-		if (rest[0] == "status")
-			return runStatus(global, sub);
-		if (rest[0] == "policy")
-			return runPolicy(global, sub);
-		if (rest[0] == "audit")
-			return runAudit(global, sub);
+		if (CommandFn fn = findCommand(rest[0]))
+			return fn(global, sub);
 		std::cerr << "gvmctl: unknown command '" << rest[0] << "'\n";
 		return kExitUsage;
 	}
