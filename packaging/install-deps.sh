@@ -18,7 +18,14 @@ packages="
 	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev libhttp-parser-dev
 	systemd iproute2 nftables procps
 	curl python3
+	nginx-light openssl python3-requests nodejs
 "
+
+# The system tests run real clients (curl, python3-requests, node, git) against
+# a real upstream: the distribution's nginx, started by the tests themselves
+# on loopback ports (tests/support/upstream.h). Debian also enables and starts
+# an nginx service on port 80 when the package is installed; the tests do not
+# use it.
 
 missing=""
 for p in $packages; do
