@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The test PKI of the proxy benchmark: a throwaway CA and one server
+// certificate for "localhost" and 127.0.0.1 that the benchmark's nginx
+// instances present. Both keys are P-256, like the leaves the worker mints,
+// so that the handshakes compared cost the same on the server side.
+#pragma once
+
+#include <string>
+
+#include "common/result.h"
+
+namespace gvm::bench {
+
+struct TestPki {
+	std::string caPem;     // the CA certificate: what clients trust
+	std::string serverPem; // the server certificate (signed by the CA)
+	std::string serverKeyPem;
+};
+
+// Generates a fresh CA and server certificate, valid from an hour ago for a
+// week. Fails only when BoringSSL does.
+Result<TestPki> makeTestPki();
+
+} // namespace gvm::bench
