@@ -1,7 +1,10 @@
 #!/bin/sh
-# The main job, for now: build gvm, start gvmd on a private socket, ask it
-# for its status, then check the shipped policies and decide a few real
-# agent requests against the coding preset. Stops gvmd when done.
+# The main job: build gvm, start gvmd on a private socket, check the shipped
+# policies, then launch a stand-in coding agent (packaging/demo-agent.py)
+# under the coding preset: its requests go through the sandbox's proxy
+# worker, allowed ones reach the internet (502 when offline), denied ones
+# get 403, and every decision lands in the hash-chained audit log, which is
+# shown and verified. Stops gvmd when done.
 # Usage: packaging/demo.sh [BUILD_DIR]   (default: build)
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,7 +15,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
 fi
 
 [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
-ninja -C "$build" daemon/gvmd client/gvmctl >/dev/null
+ninja -C "$build" daemon/gvmd client/gvmctl daemon/proxy/gvm-worker >/dev/null
 
 run=$(mktemp -d /tmp/gvm-demo.XXXXXX)
 gvmd_pid=
@@ -25,7 +28,8 @@ trap cleanup EXIT INT TERM
 gvmctl="$build/client/gvmctl"
 export GVM_SOCKET="$run/gvmd.sock"
 
-"$build/daemon/gvmd" --runtime-dir "$run" --state-dir "$run/state" --log-level notice &
+"$build/daemon/gvmd" --socket "$GVM_SOCKET" --runtime-dir "$run" --state-dir "$run/state" \
+	--worker "$build/daemon/proxy/gvm-worker" --log-level warning &
 gvmd_pid=$!
 i=0
 until [ -S "$GVM_SOCKET" ]; do
@@ -43,19 +47,16 @@ say gvmctl policy check policy/presets/*.yaml
 "$gvmctl" policy check policy/presets/*.yaml
 
 coding=policy/presets/coding.yaml
-say gvmctl policy test $coding GET https://api.github.com/repos/torvalds/linux
-"$gvmctl" policy test $coding GET https://api.github.com/repos/torvalds/linux
-
 say gvmctl policy test $coding POST https://api.openai.com/v1/chat/completions
 "$gvmctl" policy test $coding POST https://api.openai.com/v1/chat/completions
 
-say "gvmctl policy test $coding POST https://api.github.com/graphql --body '{\"query\":\"mutation { deleteRepository }\"}'"
-"$gvmctl" policy test $coding POST https://api.github.com/graphql --body '{"query":"mutation { deleteRepository }"}'
+say gvmctl launch --cooperative --policy $coding -- python3 packaging/demo-agent.py
+"$gvmctl" launch --cooperative --policy $coding -- python3 packaging/demo-agent.py || true
 
-say gvmctl policy test $coding POST https://github.com/acme/app.git/git-receive-pack
-"$gvmctl" policy test $coding POST https://github.com/acme/app.git/git-receive-pack
+say gvmctl audit show --limit 5
+"$gvmctl" audit show --limit 5
 
-say gvmctl policy test $coding GET https://pastebin.com/raw/x --json
-"$gvmctl" policy test $coding GET https://pastebin.com/raw/x --json
+say gvmctl audit verify "$run/state/audit/audit.jsonl"
+"$gvmctl" audit verify "$run/state/audit/audit.jsonl"
 
 printf '\ndemo: done; gvmd stopped.\n'
