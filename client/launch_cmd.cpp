@@ -114,6 +114,7 @@ private:
 	void onExited(const rpc::Json &params);
 	void onSignals();
 	void forward(int signum);
+	void copyWindowSize();
 
 	void readStdin();
 	void writeMaster();
@@ -185,7 +186,14 @@ Result<void> LaunchSession::setUp(bool tty, std::vector<int> *fds)
 
 int LaunchSession::run(const rpc::Json &params, bool tty)
 {
-	auto signals = SignalPipe::create({SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH});
+	std::vector<int> caught = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+	if (tty) {
+		// Stopping and continuing gvmctl from outside (the Ctrl-Z key
+		// goes to the agent) must hand the terminal back and forth.
+		caught.push_back(SIGTSTP);
+		caught.push_back(SIGCONT);
+	}
+	auto signals = SignalPipe::create(caught);
 	if (!signals) {
 		std::cerr << "gvmctl: " << signals.error().message() << "\n";
 		return kExitFailure;
@@ -267,7 +275,11 @@ void LaunchSession::loop()
 				p[kMaster].fd = pty_->master();
 				p[kMaster].events = events;
 			}
-			if (!toStdout_.empty() && !stdoutBroken_)
+			// The agent's output is already processed by its own
+			// pty (ONLCR and the like): it goes out only once the
+			// caller's terminal is raw, or it would be processed
+			// twice ("\r\r\n").
+			if (!toStdout_.empty() && !stdoutBroken_ && (launched_ || exitCode_))
 				p[kStdout].fd = STDOUT_FILENO;
 		}
 
@@ -379,10 +391,27 @@ void LaunchSession::onSignals()
 {
 	for (int signum : signals_->take()) {
 		if (signum == SIGWINCH) {
-			if (pty_) {
-				if (std::optional<winsize> size = windowSize(STDIN_FILENO))
-					(void)pty_->setWindowSize(*size);
-			}
+			copyWindowSize();
+			continue;
+		}
+		if (signum == SIGTSTP) {
+			// The default action would leave the shell a raw
+			// terminal: restore it, stop, and take it again once
+			// continued.
+			const bool wasRaw = terminal_ && terminal_->raw();
+			if (terminal_)
+				terminal_->restore();
+			::raise(SIGSTOP);
+			if (wasRaw)
+				(void)terminal_->makeRaw();
+			copyWindowSize();
+			continue;
+		}
+		if (signum == SIGCONT) {
+			// A shell that stopped gvmctl has put its own mode back.
+			if (terminal_ && launched_ && !exitCode_ && !failure_)
+				(void)terminal_->makeRaw();
+			copyWindowSize();
 			continue;
 		}
 		if (exitCode_ || failure_)
@@ -393,6 +422,14 @@ void LaunchSession::onSignals()
 		}
 		forward(signum);
 	}
+}
+
+void LaunchSession::copyWindowSize()
+{
+	if (!pty_)
+		return;
+	if (std::optional<winsize> size = windowSize(STDIN_FILENO))
+		(void)pty_->setWindowSize(*size);
 }
 
 void LaunchSession::forward(int signum)

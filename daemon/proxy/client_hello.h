@@ -60,17 +60,19 @@ struct ClientHello {
 // handshake records. Bytes after the ClientHello (early data...) are not
 // looked at.
 //
-// Returns nullopt while the bytes so far are a valid prefix of a ClientHello
-// that is not complete yet: call again with more. Returns an Error of domain
-// Http, code 400, whose context says what is malformed, when a record is not
-// a handshake record or has a bad version or length, the first handshake
-// message is not a ClientHello, the stream would need more than
-// kMaxClientHelloBytes, or any field or extension is malformed: lengths
-// that run past their container or leave bytes over, a duplicated
-// extension, an SNI list that is not exactly one host_name, an SNI host
-// name that is empty, longer than kMaxSniBytes, has an empty label or holds
-// a byte outside [A-Za-z0-9-._] ("invalid SNI"), an empty ALPN list or name.
-// The input is untrusted: every length is checked before it is used.
+// Returns nullopt while the ClientHello is not complete and the record and
+// handshake headers seen so far are valid: call again with all the bytes so
+// far plus more (the body is checked once the whole message is in).
+// Returns an Error of domain Http, code 400, whose context says what is
+// malformed, when a record is not a handshake record or has a bad version or
+// length, the first handshake message is not a ClientHello, the stream would
+// need more than kMaxClientHelloBytes, or any field or extension is
+// malformed: lengths that run past their container or leave bytes over, a
+// duplicated extension, an SNI list that is not exactly one host_name, an
+// SNI host name that is empty, longer than kMaxSniBytes, has an empty label
+// or one over 63 bytes, or holds a byte outside [A-Za-z0-9-._] ("invalid
+// SNI"), an empty ALPN list or name. The input is untrusted: every length is
+// checked before it is used.
 Result<std::optional<ClientHello>> parseClientHello(std::string_view data);
 
 } // namespace gvm::proxy
