@@ -14,6 +14,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/rfc3339.h"
 #include "gvm_config.h"
@@ -42,28 +43,6 @@ Result<void> makeDirectories(const std::string &dir, mode_t mode)
 	if (!S_ISDIR(st.st_mode))
 		return fail(Error::fromErrno(ENOTDIR, dir));
 	return {};
-}
-
-// A PEM file gvmd reads at startup (named by its administrator).
-Result<std::string> readSmallFile(const std::string &path, size_t limit)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "opening " + path));
-	std::string out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail(Error::fromErrno(errno, "reading " + path));
-		if (n == 0)
-			return out;
-		out.append(buf, static_cast<size_t>(n));
-		if (out.size() > limit)
-			return fail(Error::fromErrno(EFBIG, path + " is larger than " + std::to_string(limit) + " bytes"));
-	}
 }
 
 } // namespace
@@ -112,7 +91,7 @@ Result<void> Daemon::setUp()
 
 	std::string upstreamCaPem;
 	if (!options_.upstreamCaFile.empty()) {
-		auto pem = readSmallFile(options_.upstreamCaFile, kMaxUpstreamCaBytes);
+		auto pem = readFileBounded(options_.upstreamCaFile, kMaxUpstreamCaBytes);
 		if (!pem)
 			return fail(std::move(pem).error().wrap("reading --upstream-ca"));
 		upstreamCaPem = std::move(*pem);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/rfc3339.h"
 #include "common/scope_exit.h"
@@ -170,31 +171,12 @@ Result<std::pair<UniqueFd, uint16_t>> makeProxyListener()
 	return std::make_pair(std::move(fd), ntohs(addr.sin_port));
 }
 
-Result<std::string> readFile(const std::string &path)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "opening " + path));
-	std::string out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail(Error::fromErrno(errno, "reading " + path));
-		if (n == 0)
-			return out;
-		out.append(buf, static_cast<size_t>(n));
-	}
-}
-
 // The CA bundle the agent trusts: the host's roots, then the sandbox CA,
 // world-readable (the agent runs as the caller, not as root).
 Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCaPem)
 {
 	std::string bundle;
-	if (auto roots = readFile(kHostCaBundle); roots) {
+	if (auto roots = readFileBounded(kHostCaBundle, SIZE_MAX); roots) {
 		bundle = std::move(*roots);
 	} else {
 		GVM_LOG(Daemon, Warning) << roots.error().message()

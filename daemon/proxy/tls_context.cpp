@@ -121,27 +121,4 @@ Result<bssl::UniquePtr<SSL>> UpstreamTls::newSession(const std::string &host) co
 	return ssl;
 }
 
-Result<std::string> readSmallFile(const std::string &path, size_t limit)
-{
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "opening " + path));
-	std::string out;
-	char buf[65536];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return fail(Error::fromErrno(errno, "reading " + path));
-		}
-		if (n == 0)
-			break;
-		out.append(buf, static_cast<size_t>(n));
-		if (out.size() > limit)
-			return fail(Error::fromErrno(EFBIG, path + " is larger than " + std::to_string(limit) + " bytes"));
-	}
-	return out;
-}
-
 } // namespace gvm::proxy

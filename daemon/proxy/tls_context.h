@@ -42,7 +42,4 @@ private:
 	size_t trusted_;
 };
 
-// Reads a whole (small) file; used before confinement for the trust bundle.
-Result<std::string> readSmallFile(const std::string &path, size_t limit);
-
 } // namespace gvm::proxy

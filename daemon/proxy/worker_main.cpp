@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "daemon/proxy/tls_context.h"
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
 	// What the confined worker can no longer gather itself: the trust
 	// store (a file), the host's addresses (netlink), resolver modules
 	// loaded on the first lookup, and room for many descriptors.
-	auto trust = proxy::readSmallFile(proxy::kHostTrustBundle, proxy::kMaxTrustBundleBytes);
+	auto trust = readFileBounded(proxy::kHostTrustBundle, proxy::kMaxTrustBundleBytes);
 	if (trust)
 		resources.hostTrustPem = std::move(*trust);
 	else
