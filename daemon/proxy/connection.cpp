@@ -470,9 +470,8 @@ void Connection::onConnect()
 	again_ = true;
 }
 
-void Connection::decide()
+policy::HttpRequest Connection::policyRequest(const Exchange &x)
 {
-	Exchange &x = *exchange_;
 	policy::HttpRequest request;
 	request.method = x.head.method;
 	request.host = x.host;
@@ -481,6 +480,13 @@ void Connection::decide()
 	request.query = x.head.query;
 	for (const Header &h : x.head.headers)
 		request.headers.emplace_back(h.name, h.value);
+	return request;
+}
+
+void Connection::decide()
+{
+	Exchange &x = *exchange_;
+	policy::HttpRequest request = policyRequest(x);
 	request.bodyPending = x.head.framing != BodyFraming::None && !x.buffering && !x.requestDone;
 	policy::Decision d = x.engine->evaluateHttp(request);
 	if (d.needsBody) {
@@ -510,14 +516,7 @@ void Connection::decideAfterBody()
 {
 	Exchange &x = *exchange_;
 	x.buffering = false;
-	policy::HttpRequest request;
-	request.method = x.head.method;
-	request.host = x.host;
-	request.port = x.port;
-	request.path = x.path.empty() ? "/" : x.path;
-	request.query = x.head.query;
-	for (const Header &h : x.head.headers)
-		request.headers.emplace_back(h.name, h.value);
+	policy::HttpRequest request = policyRequest(x);
 	request.body = x.body;
 	request.bodyTruncated = x.bodyTruncated;
 	x.decision = x.engine->evaluateHttp(request);

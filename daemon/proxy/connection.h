@@ -96,6 +96,8 @@ private:
 	void pumpHttp();
 	void onRequestHead();
 	void onConnect();
+	// The request as the policy engine sees it (without its body).
+	static policy::HttpRequest policyRequest(const Exchange &x);
 	void decide();
 	void applyDecision();
 	void decideAfterBody();
