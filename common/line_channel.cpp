@@ -25,12 +25,15 @@ LineChannel::LineChannel(Loop &loop, UniqueFd fd, Callbacks callbacks, std::stri
 {
 	uv_poll_init(loop.get(), poll_.get(), fd_.get());
 	poll_.get()->data = this;
+	uv_prepare_init(loop.get(), batchFlush_.get());
+	batchFlush_.get()->data = this;
 	updatePoll();
 }
 
 LineChannel::~LineChannel()
 {
 	poll_.close();
+	batchFlush_.close();
 }
 
 void LineChannel::setState(State state)
@@ -48,6 +51,11 @@ void LineChannel::updatePoll()
 		events |= UV_READABLE;
 	if (outputOffset_ < output_.size())
 		events |= UV_WRITABLE;
+	// Restarting a poll with the events it already has costs two
+	// epoll_ctl calls: only changes reach libuv.
+	if (events == pollEvents_)
+		return;
+	pollEvents_ = events;
 	if (events == 0) {
 		uv_poll_stop(poll_.get());
 		return;
@@ -114,20 +122,37 @@ void LineChannel::onReadable()
 	}
 }
 
-void LineChannel::send(std::string line)
+bool LineChannel::enqueue(std::string &line)
 {
 	if (state_ == State::Closed)
-		return;
+		return false;
 	if (output_.size() - outputOffset_ + line.size() > kMaxPendingOutputBytes) {
 		close("the peer is not reading its output");
-		return;
+		return false;
 	}
 	if (outputOffset_ == output_.size()) {
 		output_.clear();
 		outputOffset_ = 0;
 	}
 	output_.append(line);
-	flush();
+	return true;
+}
+
+void LineChannel::send(std::string line)
+{
+	if (enqueue(line))
+		flush();
+}
+
+void LineChannel::sendBatched(std::string line)
+{
+	if (!enqueue(line) || uv_is_active(batchFlush_.base()))
+		return;
+	uv_prepare_start(batchFlush_.get(), [](uv_prepare_t *p) {
+		uv_prepare_stop(p);
+		if (auto *self = static_cast<LineChannel *>(p->data); self && self->state_ != State::Closed)
+			self->flush();
+	});
 }
 
 void LineChannel::flush()
@@ -172,6 +197,8 @@ void LineChannel::close(const std::string &why)
 		GVM_LOG(Rpc, Debug) << name_ << ": closing: " << why;
 	setState(State::Closed);
 	uv_poll_stop(poll_.get());
+	pollEvents_ = 0;
+	uv_prepare_stop(batchFlush_.get());
 	if (callbacks_.onClosed)
 		callbacks_.onClosed(why);
 }

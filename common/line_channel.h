@@ -52,6 +52,10 @@ public:
 	// Queues one encoded line (ending in '\n'). A peer over its output
 	// budget is disconnected.
 	void send(std::string line);
+	// Queues one line to be written with whatever else is queued in this
+	// pass of the loop, just before it waits again: many messages, one
+	// system call. Order with send() is kept.
+	void sendBatched(std::string line);
 	// Stops reading, writes what is queued, then closes.
 	void closeAfterFlush();
 	// Closes now.
@@ -62,6 +66,7 @@ private:
 	void updatePoll();
 	void onPoll(int status, int events);
 	void onReadable();
+	bool enqueue(std::string &line);
 	void flush();
 
 	UniqueFd fd_;
@@ -69,6 +74,8 @@ private:
 	std::string name_;
 	State state_ = State::Open;
 	UvHandle<uv_poll_t> poll_;
+	UvHandle<uv_prepare_t> batchFlush_;
+	int pollEvents_ = 0;
 	rpc::LineFramer framer_;
 	std::string output_;
 	size_t outputOffset_ = 0;

@@ -675,6 +675,8 @@ void Connection::sendRequest()
 	x.upstream->setCallbacks({[this](std::string_view data) { onUpstreamData(data); }, [this] { onUpstreamEof(); },
 				  [this](const Error &e) { onUpstreamError(e.message()); },
 				  [this] { updateAgentReading(); }});
+	// The head and the body bytes already here leave in one write.
+	Transport::Cork cork(*x.upstream);
 	x.upstream->write(*serialized);
 	if (!x.body.empty() || (x.requestDone && x.parserResumed)) {
 		// The body was read for inspection: send it as it came.
@@ -799,6 +801,9 @@ void Connection::onUpstreamData(std::string_view data)
 		spliceFromUpstream(data);
 		return;
 	}
+	// The head, the body bytes and the last chunk that came in one read
+	// leave in one write.
+	Transport::Cork cork(*agent_);
 	auto n = x.responseParser->feed(data);
 	if (!n) {
 		onUpstreamError("the upstream sent an invalid response: " + n.error().message());
@@ -860,7 +865,9 @@ void Connection::finishExchange()
 	if (!exchange_)
 		return;
 	Exchange &x = *exchange_;
-	report();
+	// The agent already has the whole response: the record may wait for
+	// the end of this loop pass.
+	report(Proxy::Delivery::Batched);
 	if (x.upstream) {
 		if (x.upstreamReusable && x.requestDone && x.responseDone)
 			proxy_.pool().put(x.poolKey, std::move(x.upstream));
@@ -1028,7 +1035,7 @@ void Connection::respondError(int status, const std::string &reason)
 	closeAfterFlush();
 }
 
-void Connection::report()
+void Connection::report(Proxy::Delivery delivery)
 {
 	if (!exchange_ || exchange_->reported || exchange_->host.empty())
 		return;
@@ -1054,18 +1061,18 @@ void Connection::report()
 		{"policy", x.engine ? x.engine->name() : ""},
 		{"policy_sha256", x.engine ? x.engine->sha256() : ""},
 	};
-	proxy_.report(std::move(record));
+	proxy_.report(std::move(record), delivery);
 }
 
 void Connection::updateAgentReading()
 {
 	if (state_ == State::Closed || state_ == State::Closing || agentEof_)
 		return;
+	// A paused parser (the request being decided or forwarded) does not
+	// stop reading: what the agent sends meanwhile waits in the inbox,
+	// up to kMaxQueuedBytes, and a keep-alive connection costs no
+	// reading toggles per request.
 	bool want = true;
-	if (parser_ && parser_->state() == RequestParser::State::Paused)
-		want = false;
-	if (exchange_ && exchange_->buffering)
-		want = true;
 	if (exchange_ && exchange_->upstream && exchange_->upstream->queuedBytes() > kMaxQueuedBytes)
 		want = false;
 	if (inbox_.size() > kMaxQueuedBytes)

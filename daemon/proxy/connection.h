@@ -121,7 +121,9 @@ private:
 	void answer(int status, const std::string &error, bool keepAlive);
 	void respondDenied(int status);
 	void respondError(int status, const std::string &reason);
-	void report();
+	// Sends the exchange's decision record once (Now unless the agent
+	// already has the whole answer).
+	void report(Proxy::Delivery delivery = Proxy::Delivery::Now);
 	void updateAgentReading();
 	void armTimer(std::chrono::milliseconds timeout);
 	void onTimeout();

@@ -118,15 +118,15 @@ std::string Proxy::nextRequestId()
 	return sandbox_ + "-" + std::to_string(nextRequest_++);
 }
 
-void Proxy::report(nlohmann::json record)
+void Proxy::report(nlohmann::json record, Delivery delivery)
 {
-	notify("decision", {{"record", std::move(record)}});
+	notify("decision", {{"record", std::move(record)}}, delivery);
 }
 
-void Proxy::notify(const std::string &method, nlohmann::json params)
+void Proxy::notify(const std::string &method, nlohmann::json params, Delivery delivery)
 {
 	if (notify_)
-		notify_(method, std::move(params));
+		notify_(method, std::move(params), delivery);
 }
 
 bool Proxy::registerHold(const std::string &requestId, Connection *connection)
@@ -157,7 +157,7 @@ void Proxy::sendStats()
 		return;
 	lastOpen_ = connections_.size();
 	lastTotal_ = connectionsTotal_;
-	notify("stats", {{"connections_open", lastOpen_}, {"connections_total", lastTotal_}});
+	notify("stats", {{"connections_open", lastOpen_}, {"connections_total", lastTotal_}}, Delivery::Batched);
 }
 
 } // namespace gvm::proxy

@@ -53,7 +53,11 @@ enum class ListenerKind {
 class Proxy
 {
 public:
-	using Notify = std::function<void(const std::string &method, nlohmann::json params)>;
+	// Now: written before the caller goes on (a record that must reach
+	// gvmd before the agent sees the answer it describes). Batched:
+	// written with the others of this loop pass, one system call for all.
+	enum class Delivery { Now, Batched };
+	using Notify = std::function<void(const std::string &method, nlohmann::json params, Delivery delivery)>;
 
 	struct Setup {
 		std::string sandbox;
@@ -89,8 +93,8 @@ public:
 	UpstreamPool &pool() { return pool_; }
 	policy::RateLimiter &rateLimiter() { return rateLimiter_; }
 	std::string nextRequestId();
-	void report(nlohmann::json record);
-	void notify(const std::string &method, nlohmann::json params);
+	void report(nlohmann::json record, Delivery delivery = Delivery::Now);
+	void notify(const std::string &method, nlohmann::json params, Delivery delivery = Delivery::Now);
 	// Held requests: a connection registers while it waits.
 	bool registerHold(const std::string &requestId, Connection *connection);
 	void unregisterHold(const std::string &requestId);

@@ -297,6 +297,30 @@ void Transport::write(std::string_view data)
 {
 	if (state_ == State::Closed || data.empty())
 		return;
+	if (corks_ > 0) {
+		corked_.append(data);
+		if (corked_.size() >= kMaxCorkedBytes) {
+			std::string held = std::move(corked_);
+			corked_.clear();
+			writeNow(held);
+		}
+		return;
+	}
+	writeNow(data);
+}
+
+void Transport::uncork()
+{
+	if (corks_ > 0 && --corks_ == 0 && !corked_.empty()) {
+		std::string held = std::move(corked_);
+		corked_.clear();
+		if (state_ != State::Closed)
+			writeNow(held);
+	}
+}
+
+void Transport::writeNow(std::string_view data)
+{
 	if (!ssl_) {
 		writeRaw(std::string(data));
 		return;
@@ -317,6 +341,21 @@ void Transport::writeRaw(std::string data)
 {
 	if (state_ == State::Closed)
 		return;
+	auto *stream = reinterpret_cast<uv_stream_t *>(tcp_.get());
+	if (queued_ == 0) {
+		// Nothing queued: hand the bytes to the kernel now, without a
+		// write request (whose completion costs libuv an epoll_ctl).
+		uv_buf_t now = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
+		int n = uv_try_write(stream, &now, 1);
+		if (n > 0) {
+			bytesWritten_ += static_cast<uint64_t>(n);
+			if (static_cast<size_t>(n) == data.size())
+				return;
+			data.erase(0, static_cast<size_t>(n));
+		}
+		// On an error the write request below meets it again and
+		// reports it from its callback, never from inside write().
+	}
 	auto *req = new WriteRequest;
 	req->data = std::move(data);
 	req->owner = alive_;
@@ -366,13 +405,20 @@ void Transport::afterWrite(int status)
 
 size_t Transport::queuedBytes() const
 {
-	return queued_;
+	return queued_ + corked_.size();
 }
 
 void Transport::shutdownWrite()
 {
 	if (state_ == State::Closed)
 		return;
+	if (!corked_.empty()) {
+		std::string held = std::move(corked_);
+		corked_.clear();
+		writeNow(held);
+		if (state_ == State::Closed)
+			return;
+	}
 	if (ssl_ && state_ == State::Open) {
 		SSL_shutdown(ssl_.get());
 		flushTls();
@@ -408,6 +454,7 @@ void Transport::close()
 	state_ = State::Closed;
 	reading_ = false;
 	alive_.reset();
+	corked_.clear();
 	callbacks_ = {};
 	tcp_.close();
 }

@@ -18,6 +18,8 @@ namespace gvm::proxy {
 // Plain bytes queued for a peer beyond which the other side stops reading
 // (backpressure): what a slow agent or upstream can make the worker hold.
 inline constexpr size_t kMaxQueuedBytes = 256 * 1024;
+// Plain bytes a corked transport holds before writing them anyway.
+inline constexpr size_t kMaxCorkedBytes = 64 * 1024;
 
 // One TCP connection of the worker, to an agent or to an upstream, with an
 // optional TLS layer (BoringSSL over memory BIOs), seen as a stream of plain
@@ -72,6 +74,31 @@ public:
 
 	// Queues plain bytes; never fails at once (errors reach onError).
 	void write(std::string_view data);
+	// While corked (nestable), written bytes are held and leave together
+	// at the last uncork(): one TCP write and, with TLS, one record per
+	// 16 KiB instead of one per write() (a response head and its first
+	// body bytes reach the peer in a single read). At most kMaxCorkedBytes
+	// are held; more are written at once.
+	void cork() { ++corks_; }
+	void uncork();
+	// Corks a transport for a scope; safe if the transport closes or is
+	// destroyed meanwhile.
+	class Cork
+	{
+	public:
+		explicit Cork(Transport &t) : transport_(&t), alive_(t.alive_) { t.cork(); }
+		~Cork()
+		{
+			if (!alive_.expired())
+				transport_->uncork();
+		}
+		Cork(const Cork &) = delete;
+		Cork &operator=(const Cork &) = delete;
+
+	private:
+		Transport *transport_;
+		std::weak_ptr<Transport *> alive_;
+	};
 	// Bytes written but not yet taken by the kernel.
 	size_t queuedBytes() const;
 	// Sends close_notify (TLS) and shuts the write side down after the
@@ -91,6 +118,7 @@ private:
 	void onTcpData(std::string_view data);
 	void driveTls();
 	void flushTls();
+	void writeNow(std::string_view data);
 	void writeRaw(std::string data);
 	void afterWrite(int status);
 	void fail(Error error);
@@ -105,6 +133,8 @@ private:
 	bool shutdownPending_ = false;
 	bool aboveLimit_ = false;
 	size_t queued_ = 0;
+	int corks_ = 0;
+	std::string corked_;
 	uint64_t bytesRead_ = 0;
 	uint64_t bytesWritten_ = 0;
 

@@ -26,8 +26,9 @@ std::unique_ptr<Transport> UpstreamPool::take(const std::string &key)
 	for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
 		if ((*it)->key != key || (*it)->transport->state() != Transport::State::Open)
 			continue;
+		// Still reading: the taker sets its callbacks before the loop
+		// runs again, and starting to read is then a no-op.
 		std::unique_ptr<Transport> t = std::move((*it)->transport);
-		t->stopReading();
 		t->setCallbacks({});
 		idle_.erase(std::next(it).base());
 		++reused_;

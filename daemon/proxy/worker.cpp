@@ -91,8 +91,12 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 	std::string caPem = (*ca)->certificatePem();
 
 	Proxy::Setup setup{sandbox, monitor, std::move(*ca), std::move(*tls), resources_.hostAddresses,
-			   [this](const std::string &method, nlohmann::json p) {
-				   control_.send(rpc::encodeNotification(method, p));
+			   [this](const std::string &method, nlohmann::json p, Proxy::Delivery delivery) {
+				   std::string line = rpc::encodeNotification(method, p);
+				   if (delivery == Proxy::Delivery::Batched)
+					   control_.sendBatched(std::move(line));
+				   else
+					   control_.send(std::move(line));
 			   }};
 	auto proxy = Proxy::create(loop_, std::move(setup), *engine);
 	if (!proxy)

@@ -14,6 +14,7 @@
 #include "common/c_ptr.h"
 #include "common/fd_passing.h"
 #include "common/json_rpc.h"
+#include "common/line_channel.h"
 #include "common/loop.h"
 #include "common/result.h"
 #include "common/scope_exit.h"
@@ -296,6 +297,54 @@ TEST_CASE("Loop runs posted work after the current callback and deletes later", 
 	timer.start(1);
 	(*loop)->run();
 	CHECK(order == std::vector<std::string>{"callback", "posted", "deleted"});
+}
+
+namespace {
+
+// What the peer of a LineChannel can read now, without waiting.
+std::string readAvailable(int fd)
+{
+	std::string out;
+	char buf[4096];
+	for (;;) {
+		ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0)
+			return out;
+		out.append(buf, static_cast<size_t>(n));
+	}
+}
+
+} // namespace
+
+TEST_CASE("LineChannel batches lines until the loop waits, and send() keeps the order", "[line-channel]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	UniqueFd peer(sv[1]);
+	LineChannel channel(**loop, UniqueFd(sv[0]), {[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
+			    "test");
+	std::string seenInCallback, seenAfterBatch, seenAfterSend;
+	Timer first(**loop, [&] {
+		channel.sendBatched("one\n");
+		channel.sendBatched("two\n");
+		// Still inside this loop pass: nothing has been written.
+		seenInCallback = readAvailable(peer.get());
+	});
+	Timer second(**loop, [&] {
+		seenAfterBatch = readAvailable(peer.get());
+		channel.sendBatched("three\n");
+		channel.send("four\n"); // writes what was batched before it, then itself
+		seenAfterSend = readAvailable(peer.get());
+		channel.close();
+	});
+	first.start(1);
+	second.start(20);
+	(*loop)->run();
+	CHECK(seenInCallback.empty());
+	CHECK(seenAfterBatch == "one\ntwo\n");
+	CHECK(seenAfterSend == "three\nfour\n");
 }
 
 TEST_CASE("parseUrl splits what policies match on", "[url]")
