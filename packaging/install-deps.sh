@@ -14,18 +14,19 @@ fi
 packages="
 	meson ninja-build pkg-config g++ git
 	libuv1-dev android-libboringssl-dev libseccomp-dev
-	libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libyaml-cpp-dev
+	libnl-3-dev libnl-route-3-dev libnftables-dev nlohmann-json3-dev libyaml-cpp-dev
 	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev libhttp-parser-dev
 	systemd iproute2 nftables procps
 	curl python3
-	nginx-light openssl python3-requests nodejs
+	nginx-light openssl python3-requests nodejs dnsmasq-base
 "
 
 # The system tests run real clients (curl, python3-requests, node, git) against
 # a real upstream: the distribution's nginx, started by the tests themselves
 # on loopback ports (tests/support/upstream.h). Debian also enables and starts
 # an nginx service on port 80 when the package is installed; the tests do not
-# use it.
+# use it. The sandbox tests also run dnsmasq (dnsmasq-base: the program only,
+# no service) as the upstream resolver inside a namespace of their own.
 
 missing=""
 for p in $packages; do

@@ -42,7 +42,10 @@ class Connection;
 
 // What a listener is for.
 enum class ListenerKind {
-	Explicit, // HTTP_PROXY / HTTPS_PROXY: CONNECT and absolute-form requests
+	Explicit,    // HTTP_PROXY / HTTPS_PROXY: CONNECT and absolute-form requests
+	Transparent, // a sandbox's TCP, redirected by nftables (SO_ORIGINAL_DST)
+	DnsUdp,      // a sandbox's DNS over UDP (a bound datagram socket)
+	DnsTcp,      // a sandbox's DNS over TCP (a listening socket)
 };
 
 // The proxy of one sandbox inside its worker process: the listeners it was
