@@ -63,9 +63,10 @@ const char *Connection::toString(State state)
 	return "?";
 }
 
-Connection::Connection(Proxy &proxy, std::unique_ptr<Transport> agent, ListenerKind kind)
-	: proxy_(proxy), agent_(std::move(agent)), kind_(kind), timer_(proxy.loop(), [this] { onTimeout(); }),
-	  alive_(std::make_shared<Connection *>(this))
+Connection::Connection(Proxy &proxy, std::unique_ptr<Transport> agent, ListenerKind kind,
+		       std::optional<Destination> original)
+	: proxy_(proxy), agent_(std::move(agent)), kind_(kind), original_(std::move(original)),
+	  timer_(proxy.loop(), [this] { onTimeout(); }), alive_(std::make_shared<Connection *>(this))
 {
 }
 
@@ -197,6 +198,10 @@ void Connection::classify()
 		enterHttp();
 		return;
 	case FirstBytes::Other:
+		if (connectHost_.empty() && original_) {
+			startTransparentTcp();
+			return;
+		}
 		if (connectHost_.empty()) {
 			GVM_LOG(Proxy, Debug) << "neither TLS nor HTTP on the explicit port; closing";
 			close();
@@ -218,13 +223,20 @@ void Connection::classify()
 	std::string name = (*hello)->serverName;
 	bool mismatch = false;
 	if (connectHost_.empty()) {
-		// TLS straight to the explicit port: the SNI is all there is.
+		// TLS straight to the explicit port, or redirected: the SNI
+		// is all there is (the upstream is dialled by that name, so
+		// the address the agent picked is never reached unchecked).
 		if (name.empty()) {
+			if (original_) {
+				// No name to decide on: raw TCP to the address.
+				startTransparentTcp();
+				return;
+			}
 			close();
 			return;
 		}
 		connectHost_ = name;
-		connectPort_ = 443;
+		connectPort_ = original_ ? original_->port : 443;
 	} else if (name.empty()) {
 		name = connectHost_;
 	} else if (name != connectHost_) {
@@ -405,6 +417,12 @@ void Connection::onRequestHead()
 		else if (x.head.port != 80 && x.head.port != connectPort_)
 			mismatch = "Host port " + std::to_string(x.head.port) + " does not match port " +
 				   std::to_string(connectPort_);
+	} else if (original_) {
+		// Redirected plain HTTP: Host names the server, on the port
+		// the agent dialled.
+		x.host = x.head.host;
+		x.port = original_->port;
+		x.secure = false;
 	} else {
 		// Origin-form straight to the explicit port: Host names it.
 		x.host = x.head.host;
@@ -918,7 +936,8 @@ void Connection::startTunnel(std::string kind, bool rawConnect)
 		// Raw TCP: tcp: rules on the address dialled and the name asked for.
 		vet = [this](const sockaddr *, const std::string &text) -> std::optional<std::string> {
 			Exchange &e = *exchange_;
-			e.decision = e.engine->evaluateTcp(text, e.port, {e.host});
+			e.decision = e.engine->evaluateTcp(text, e.port,
+							  tcpNames_.empty() ? std::vector<std::string>{e.host} : tcpNames_);
 			e.recorded = e.decision.action;
 			e.reason = e.decision.reason;
 			bool monitor = e.decision.mode == policy::Mode::Monitor || proxy_.forceMonitor();
@@ -942,6 +961,17 @@ void Connection::startTunnel(std::string kind, bool rawConnect)
 				     e.upstream = std::move(outcome.transport);
 				     startTunnel(e.kind, false);
 			     });
+}
+
+void Connection::startTransparentTcp()
+{
+	// Neither HTTP nor TLS with a name: raw TCP to the address the agent
+	// dialled, decided by tcp: rules on that address, its port and the
+	// names the sandbox's DNS gave out for it.
+	connectHost_ = original_->address;
+	connectPort_ = original_->port;
+	tcpNames_ = proxy_.dnsNamesFor(original_->address);
+	startTunnel("tcp", true);
 }
 
 void Connection::spliceFromAgent(std::string_view data)

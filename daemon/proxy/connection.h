@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/loop.h"
 #include "daemon/proxy/http_codec.h"
@@ -41,7 +42,18 @@ public:
 	enum class State { Classifying, TlsHandshake, ReadingHead, Deciding, Forwarding, Tunnel, Closing, Closed };
 	static const char *toString(State state);
 
-	Connection(Proxy &proxy, std::unique_ptr<Transport> agent, ListenerKind kind);
+	// Where a transparently redirected connection was going (from
+	// SO_ORIGINAL_DST): an IPv4 address and a port.
+	struct Destination {
+		std::string address;
+		uint16_t port = 0;
+	};
+
+	// `original` is set for a connection from the transparent listener
+	// that was redirected there (not one the agent opened to the worker's
+	// own address, which is served like the explicit port).
+	Connection(Proxy &proxy, std::unique_ptr<Transport> agent, ListenerKind kind,
+		   std::optional<Destination> original = std::nullopt);
 	~Connection();
 
 	void start();
@@ -115,6 +127,7 @@ private:
 	void finishExchange();
 	void startHold();
 	void startTunnel(std::string kind, bool rawConnect);
+	void startTransparentTcp();
 	void spliceFromAgent(std::string_view data);
 	void spliceFromUpstream(std::string_view data);
 	void tunnelEof(bool fromAgent);
@@ -144,6 +157,10 @@ private:
 	// Where the agent said it goes (CONNECT host:port), and what TLS said.
 	std::string connectHost_;
 	uint16_t connectPort_ = 0;
+	// Transparent: the destination the agent dialled; for raw TCP, the
+	// names the sandbox's DNS gave out for its address.
+	std::optional<Destination> original_;
+	std::vector<std::string> tcpNames_;
 	bool agentTls_ = false;
 	std::string serverName_;
 	bool serverNameMismatch_ = false;

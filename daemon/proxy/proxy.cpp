@@ -3,17 +3,54 @@
 
 #include <cerrno>
 #include <cstring>
+#include <arpa/inet.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <optional>
 #include <sys/socket.h>
 
 #include "common/log.h"
 #include "daemon/proxy/connection.h"
+#include "daemon/proxy/dns_server.h"
 
 namespace gvm::proxy {
 
 namespace {
 constexpr uint64_t kStatsIntervalMs = 1000;
 constexpr int kAcceptBatch = 64;
+
+// Where nftables' redirect sent a connection from (SO_ORIGINAL_DST); an
+// empty address when the agent dialled the listener itself; nullopt when
+// the kernel knows of no redirection at all.
+std::optional<Connection::Destination> originalDestination(int fd)
+{
+	sockaddr_in original{};
+	socklen_t len = sizeof(original);
+	if (::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &original, &len) < 0 || original.sin_family != AF_INET)
+		return std::nullopt;
+	sockaddr_in local{};
+	socklen_t localLen = sizeof(local);
+	if (::getsockname(fd, reinterpret_cast<sockaddr *>(&local), &localLen) == 0 &&
+	    local.sin_addr.s_addr == original.sin_addr.s_addr && local.sin_port == original.sin_port)
+		return Connection::Destination{};
+	char text[INET_ADDRSTRLEN] = {};
+	::inet_ntop(AF_INET, &original.sin_addr, text, sizeof(text));
+	return Connection::Destination{text, ntohs(original.sin_port)};
+}
 } // namespace
+
+std::optional<ListenerKind> parseListenerKind(std::string_view name)
+{
+	if (name == "explicit")
+		return ListenerKind::Explicit;
+	if (name == "transparent")
+		return ListenerKind::Transparent;
+	if (name == "dns-udp")
+		return ListenerKind::DnsUdp;
+	if (name == "dns-tcp")
+		return ListenerKind::DnsTcp;
+	return std::nullopt;
+}
 
 Proxy::Proxy(Loop &loop, Setup setup)
 	: loop_(loop), sandbox_(std::move(setup.sandbox)), forceMonitor_(setup.forceMonitor), ca_(std::move(setup.ca)),
@@ -36,9 +73,16 @@ Result<std::unique_ptr<Proxy>> Proxy::create(Loop &loop, Setup setup, std::share
 	auto ctx = makeInterceptContext();
 	if (!ctx)
 		return fail(std::move(ctx).error());
+	const std::optional<sockaddr_storage> dnsUpstream = setup.dnsUpstream;
 	std::unique_ptr<Proxy> proxy(new Proxy(loop, std::move(setup)));
 	proxy->interceptCtx_ = std::move(*ctx);
 	GVM_TRY_VOID(proxy->setEngine(std::move(engine)), "configuring the proxy");
+	if (dnsUpstream) {
+		auto dns = DnsServer::create(*proxy, *dnsUpstream);
+		if (!dns)
+			return fail(std::move(dns).error().wrap("starting the sandbox's DNS"));
+		proxy->dns_ = std::move(*dns);
+	}
 	proxy->statsTimer_.start(kStatsIntervalMs, kStatsIntervalMs);
 	return proxy;
 }
@@ -57,6 +101,11 @@ Result<void> Proxy::setEngine(std::shared_ptr<const policy::Engine> engine)
 
 Result<void> Proxy::addListener(ListenerKind kind, UniqueFd fd)
 {
+	if (kind == ListenerKind::DnsUdp || kind == ListenerKind::DnsTcp) {
+		if (!dns_)
+			return fail(Error::fromErrno(EINVAL, "a DNS socket, but no upstream resolver was configured"));
+		return kind == ListenerKind::DnsUdp ? dns_->addUdpSocket(std::move(fd)) : dns_->addTcpListener(std::move(fd));
+	}
 	auto listener = std::make_unique<Listener>();
 	listener->kind = kind;
 	listener->fd = std::move(fd);
@@ -96,8 +145,23 @@ void Proxy::onAcceptable(Listener &listener)
 			GVM_LOG(Proxy, Warning) << transport.error().message() << ", ignoring";
 			continue;
 		}
+		std::optional<Connection::Destination> original;
+		ListenerKind kind = listener.kind;
+		if (kind == ListenerKind::Transparent) {
+			original = originalDestination((*transport)->fd());
+			// Opened to the worker's own address (HTTP_PROXY): the
+			// explicit proxy's rules. Without a recorded original
+			// destination nothing can be decided: closed.
+			if (!original) {
+				GVM_LOG(Proxy, Debug) << "a transparent connection without an original destination; closing";
+				continue;
+			}
+			if (original->address.empty())
+				kind = ListenerKind::Explicit;
+		}
 		++connectionsTotal_;
-		auto conn = std::make_unique<Connection>(*this, std::move(*transport), listener.kind);
+		auto conn = std::make_unique<Connection>(*this, std::move(*transport), kind,
+							 kind == ListenerKind::Transparent ? original : std::nullopt);
 		Connection *raw = conn.get();
 		connections_.emplace(raw, std::move(conn));
 		raw->start();
@@ -111,6 +175,11 @@ void Proxy::release(Connection *connection)
 		return;
 	loop_.deleteLater(std::move(it->second));
 	connections_.erase(it);
+}
+
+std::vector<std::string> Proxy::dnsNamesFor(const std::string &address) const
+{
+	return dns_ ? dns_->namesFor(address) : std::vector<std::string>{};
 }
 
 std::string Proxy::nextRequestId()

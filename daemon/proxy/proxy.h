@@ -6,7 +6,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 #include <vector>
 
@@ -47,6 +49,10 @@ enum class ListenerKind {
 	DnsUdp,      // a sandbox's DNS over UDP (a bound datagram socket)
 	DnsTcp,      // a sandbox's DNS over TCP (a listening socket)
 };
+// "explicit", "transparent", "dns-udp", "dns-tcp" (gvm-worker --listen).
+std::optional<ListenerKind> parseListenerKind(std::string_view name);
+
+class DnsServer;
 
 // The proxy of one sandbox inside its worker process: the listeners it was
 // handed, every agent connection, the interception CA, upstream TLS and
@@ -69,6 +75,9 @@ public:
 		UpstreamTls upstreamTls;
 		std::vector<sockaddr_storage> hostAddresses;
 		Notify notify;
+		// Sandbox mode: the host's resolver, where allowed DNS queries
+		// of the sandbox are forwarded (its DNS listeners need it).
+		std::optional<sockaddr_storage> dnsUpstream;
 	};
 
 	static Result<std::unique_ptr<Proxy>> create(Loop &loop, Setup setup,
@@ -96,6 +105,9 @@ public:
 	UpstreamPool &pool() { return pool_; }
 	policy::RateLimiter &rateLimiter() { return rateLimiter_; }
 	std::string nextRequestId();
+	// The names the sandbox's DNS gave out for an address (most recent
+	// first); empty without a DNS listener.
+	std::vector<std::string> dnsNamesFor(const std::string &address) const;
 	void report(nlohmann::json record, Delivery delivery = Delivery::Now);
 	void notify(const std::string &method, nlohmann::json params, Delivery delivery = Delivery::Now);
 	// Held requests: a connection registers while it waits.
@@ -139,6 +151,8 @@ private:
 	Timer statsTimer_;
 	size_t lastOpen_ = SIZE_MAX;
 	uint64_t lastTotal_ = UINT64_MAX;
+	// Last: destroyed first, while what it reports through still exists.
+	std::unique_ptr<DnsServer> dns_;
 };
 
 } // namespace gvm::proxy

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/socket_address.h"
 
 namespace gvm::proxy {
 
@@ -90,6 +91,13 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 		return fail(std::move(tls).error());
 	std::string caPem = (*ca)->certificatePem();
 
+	std::optional<sockaddr_storage> dnsUpstream;
+	if (std::string text = stringParam(params, "dns_upstream"); !text.empty()) {
+		auto address = parseSocketAddress(text, 53);
+		if (!address)
+			return fail(std::move(address).error().wrap("reading dns_upstream"));
+		dnsUpstream = *address;
+	}
 	Proxy::Setup setup{sandbox, monitor, std::move(*ca), std::move(*tls), resources_.hostAddresses,
 			   [this](const std::string &method, nlohmann::json p, Proxy::Delivery delivery) {
 				   std::string line = rpc::encodeNotification(method, p);
@@ -97,7 +105,8 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 					   control_.sendBatched(std::move(line));
 				   else
 					   control_.send(std::move(line));
-			   }};
+			   },
+			   dnsUpstream};
 	auto proxy = Proxy::create(loop_, std::move(setup), *engine);
 	if (!proxy)
 		return fail(std::move(proxy).error());

@@ -31,7 +31,7 @@ using namespace gvm;
 // upstream one too.
 constexpr rlim_t kWantedOpenFiles = 4 * proxy::kMaxConnections + 256;
 
-const char kUsage[] = "Usage: gvm-worker --control-fd FD [--listen explicit=FD]... [--log-level LEVEL]\n"
+const char kUsage[] = "Usage: gvm-worker --control-fd FD [--listen KIND=FD]... [--log-level LEVEL]\n"
 		      "(started by gvmd, never by hand)\n";
 
 bool adoptFd(int fd)
@@ -77,12 +77,14 @@ int main(int argc, char **argv)
 			std::string spec = argv[++i];
 			auto eq = spec.find('=');
 			int fd = eq == std::string::npos ? -1 : std::atoi(spec.c_str() + eq + 1);
-			if (spec.substr(0, eq) != "explicit" || !adoptFd(fd)) {
-				std::cerr << "gvm-worker: --listen wants explicit=FD with an open descriptor, not '" << spec
-					  << "'\n";
+			auto kind = proxy::parseListenerKind(spec.substr(0, eq));
+			if (!kind || !adoptFd(fd)) {
+				std::cerr << "gvm-worker: --listen wants KIND=FD (KIND: explicit, transparent, dns-udp, "
+					     "dns-tcp) with an open descriptor, not '"
+					  << spec << "'\n";
 				return 2;
 			}
-			resources.listeners.emplace_back(proxy::ListenerKind::Explicit, UniqueFd(fd));
+			resources.listeners.emplace_back(*kind, UniqueFd(fd));
 		} else if (arg == "--log-level" && i + 1 < argc) {
 			log::Level level;
 			if (!log::parseLevel(argv[++i], &level)) {
