@@ -9,7 +9,11 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -32,6 +36,18 @@ enum class Step : int32_t {
 	Tty,
 	Chdir,
 	Exec,
+	// Sandbox mode.
+	Unshare,
+	NetNamespace,
+	Mounts,
+	MountCaBundle,
+	MountResolvConf,
+	MountHidden,
+	MountProc,
+	Hostname,
+	ForkAgent,
+	Capabilities,
+	NoNewPrivs,
 };
 
 struct ChildReport {
@@ -120,6 +136,271 @@ AgentProcess::~AgentProcess()
 	errorPoll_.close();
 }
 
+namespace {
+
+// Everything a child needs, prepared before fork(): between fork() and
+// execve() only async-signal-safe calls are made (nothing allocates).
+struct ChildPlan {
+	char **argv;
+	char **envp;
+	char **paths;
+	int stdio[3];
+	const gid_t *groups;
+	size_t groupCount;
+	gid_t gid;
+	uid_t uid;
+	mode_t umask;
+	bool tty;
+	const char *cwd;
+	int mountNamespace; // -1: stay
+	// Sandbox mode.
+	bool sandboxed;
+	int netns;
+	const char *caBundle;
+	const char *resolvConf;
+	const char *const *hidden;
+	size_t hiddenCount;
+	const char *hostname;
+	int lastCap;
+};
+
+void resetSignals()
+{
+	// Default dispositions for every signal: gvmd ignores SIGPIPE and
+	// handles SIGTERM/SIGINT/SIGCHLD; the agent inherits none of that.
+	// (execve() resets handlers, but not SIG_IGN.)
+	struct sigaction dfl{};
+	dfl.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; ++s)
+		if (s != SIGKILL && s != SIGSTOP)
+			::sigaction(s, &dfl, nullptr);
+}
+
+// A plain child (fork semantics) without glibc's fork(): no atfork
+// handlers, no locks taken, so it is safe in a child of a raw clone too.
+pid_t rawFork(uint64_t flags, int *pidfd)
+{
+	clone_args args{};
+	args.flags = flags | (pidfd ? CLONE_PIDFD : 0);
+	args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+	args.exit_signal = SIGCHLD;
+	return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof(args)));
+}
+
+// In the child: become the caller and run the program; never returns.
+[[noreturn]] void becomeAgent(const ChildPlan &plan, int report)
+{
+	// A session and process group of its own: sandbox.signal and
+	// sandbox.stop reach the whole agent tree through the group, and a
+	// terminal of its own can become its controlling terminal.
+	if (::setsid() < 0)
+		childFail(report, Step::Setsid, errno);
+
+	// gvmd may run in a mount namespace of its own (systemd's
+	// ProtectSystem= makes /usr, /etc... read-only for gvmd). The agent
+	// is the caller's program and must see the host as the caller does,
+	// so it joins PID 1's mount namespace. This is done while still
+	// privileged (setns needs CAP_SYS_ADMIN) and before anything of the
+	// caller's is touched; it gives the agent nothing the caller does not
+	// already have. (A sandboxed agent's init did this already.)
+	if (!plan.sandboxed && plan.mountNamespace >= 0 && ::setns(plan.mountNamespace, CLONE_NEWNS) < 0)
+		childFail(report, Step::MountNamespace, errno);
+
+	// A sandboxed agent can never regain a capability: the bounding set
+	// is emptied while gvmd's privileges still allow it (CAP_SETPCAP),
+	// so not even a root caller's agent gets any back from execve().
+	if (plan.sandboxed && ::geteuid() == 0)
+		for (int cap = 0; cap <= plan.lastCap; ++cap)
+			if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+				childFail(report, Step::Capabilities, errno);
+
+	// Become the caller, for good: supplementary groups, then gid, then
+	// uid (the order matters: once the uid is not 0, the group calls are
+	// no longer allowed). Real, effective and saved ids all change, so the
+	// agent cannot switch back, and moving every uid away from 0 clears
+	// all capabilities (no SECBIT_KEEP_CAPS is set). An unprivileged gvmd
+	// only ever launches for its own uid (checked by the caller), so there
+	// is nothing to switch and it could not anyway.
+	if (::geteuid() == 0) {
+		if (::setgroups(plan.groupCount, plan.groups) < 0)
+			childFail(report, Step::Groups, errno);
+		if (::setresgid(plan.gid, plan.gid, plan.gid) < 0)
+			childFail(report, Step::Gid, errno);
+		if (::setresuid(plan.uid, plan.uid, plan.uid) < 0)
+			childFail(report, Step::Uid, errno);
+	} else if (plan.uid != ::geteuid()) {
+		childFail(report, Step::Uid, EPERM);
+	}
+
+	if (plan.sandboxed) {
+		// A root caller keeps root's capabilities across setresuid(0):
+		// clear every set (and the ambient one), then forbid gaining
+		// privileges through setuid programs or file capabilities.
+		__user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+		__user_cap_data_struct none[2] = {};
+		if (::syscall(SYS_capset, &header, none) < 0)
+			childFail(report, Step::Capabilities, errno);
+		::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+		if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			childFail(report, Step::NoNewPrivs, errno);
+	}
+
+	// The caller's stdin, stdout and stderr (all above 2 by now, so no
+	// dup2() overwrites another).
+	for (int i = 0; i < 3; ++i)
+		if (::dup2(plan.stdio[i], i) < 0)
+			childFail(report, Step::Stdio, errno);
+	if (plan.tty && ::ioctl(0, TIOCSCTTY, 0) < 0)
+		childFail(report, Step::Tty, errno);
+
+	// The working directory is entered as the caller, never as root: a
+	// directory the caller may not enter stays closed.
+	if (::chdir(plan.cwd) < 0)
+		childFail(report, Step::Chdir, errno);
+	// The caller's umask, not gvmd's (its unit sets UMask=0077).
+	::umask(plan.umask);
+
+	// No descriptor of gvmd's reaches the agent: close everything but
+	// 0..2 and the report pipe (close-on-exec, so the parent sees EOF
+	// once execve() succeeds).
+	if (report > 3)
+		::close_range(3, static_cast<unsigned>(report) - 1, 0);
+	::close_range(static_cast<unsigned>(report) + 1, ~0U, 0);
+
+	sigset_t none;
+	sigemptyset(&none);
+	::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+	// PATH lookup as execvp() does it: a missing or non-directory entry
+	// moves on; EACCES is reported if nothing else worked.
+	int err = ENOENT;
+	bool denied = false;
+	for (size_t i = 0; plan.paths[i]; ++i) {
+		::execve(plan.paths[i], plan.argv, plan.envp);
+		err = errno;
+		if (err == EACCES)
+			denied = true;
+		else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV && err != ETIMEDOUT)
+			break;
+	}
+	childFail(report, Step::Exec, denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
+}
+
+void ignoreSignal(int) {}
+
+// Signals the init passes on to the agent's process group.
+constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+				     SIGWINCH, SIGCONT, SIGTSTP, SIGALRM, SIGTTIN, SIGTTOU};
+
+// In the sandbox's first process (pid 1 of its pid namespace, made by
+// clone3 with CLONE_NEWPID): builds the agent's view of the system, starts
+// the agent as pid 2, then forwards signals to it and reaps orphans until
+// it exits. Its wait status goes to gvmd through `statusFd`; when this init
+// exits, the kernel ends every process left in the namespace.
+[[noreturn]] void runSandboxInit(const ChildPlan &plan, int report, int statusFd)
+{
+	// gvmd gone (a crash): the sandbox goes with it, and its network
+	// namespace and veth with the last process in it.
+	::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	// A process group of its own, which gvmd signals (kill(-pid)).
+	if (::setsid() < 0)
+		childFail(report, Step::Setsid, errno);
+	if (plan.mountNamespace >= 0 && ::setns(plan.mountNamespace, CLONE_NEWNS) < 0)
+		childFail(report, Step::MountNamespace, errno);
+	if (::unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
+		childFail(report, Step::Unshare, errno);
+	if (::setns(plan.netns, CLONE_NEWNET) < 0)
+		childFail(report, Step::NetNamespace, errno);
+
+	// Mounts made here stay here; the host's later mounts still show.
+	if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0)
+		childFail(report, Step::Mounts, errno);
+	auto bindReadOnly = [&](const char *source, const char *target, Step step) {
+		if (::access(target, F_OK) < 0)
+			return; // nothing there to replace
+		if (::mount(source, target, nullptr, MS_BIND, nullptr) < 0 ||
+		    ::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0)
+			childFail(report, step, errno);
+	};
+	bindReadOnly(plan.caBundle, kSystemCaBundle, Step::MountCaBundle);
+	bindReadOnly(plan.resolvConf, "/etc/resolv.conf", Step::MountResolvConf);
+	// A hidden directory becomes an empty read-only tmpfs; a hidden file
+	// (gvmd's socket) becomes /dev/null, which nothing can connect to.
+	for (size_t i = 0; i < plan.hiddenCount; ++i) {
+		struct stat st{};
+		if (::stat(plan.hidden[i], &st) < 0)
+			continue;
+		int r = S_ISDIR(st.st_mode) ? ::mount("tmpfs", plan.hidden[i], "tmpfs",
+						       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0755")
+					    : ::mount("/dev/null", plan.hidden[i], nullptr, MS_BIND, nullptr);
+		if (r < 0)
+			childFail(report, Step::MountHidden, errno);
+	}
+	// The processes of this pid namespace only.
+	if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+		childFail(report, Step::MountProc, errno);
+	if (plan.hostname[0] && ::sethostname(plan.hostname, std::strlen(plan.hostname)) < 0)
+		childFail(report, Step::Hostname, errno);
+
+	// Handlers (never run: the signals stay blocked and are taken with
+	// sigwaitinfo) so that pid 1 does not discard them.
+	struct sigaction act{};
+	act.sa_handler = ignoreSignal;
+	for (int sig : kForwardedSignals)
+		::sigaction(sig, &act, nullptr);
+	::sigaction(SIGCHLD, &act, nullptr);
+
+	const pid_t agent = rawFork(0, nullptr);
+	if (agent < 0)
+		childFail(report, Step::ForkAgent, errno);
+	if (agent == 0)
+		becomeAgent(plan, report);
+
+	// The agent holds the report pipe until its execve(); the init's
+	// copy, the caller's streams and everything else of gvmd's close.
+	::close_range(0, static_cast<unsigned>(statusFd) - 1, 0);
+	::close_range(static_cast<unsigned>(statusFd) + 1, ~0U, 0);
+
+	sigset_t waitFor;
+	sigemptyset(&waitFor);
+	for (int sig : kForwardedSignals)
+		sigaddset(&waitFor, sig);
+	sigaddset(&waitFor, SIGCHLD);
+	for (;;) {
+		siginfo_t info{};
+		int sig = ::sigwaitinfo(&waitFor, &info);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			if (::kill(-agent, sig) < 0)
+				::kill(agent, sig);
+			continue;
+		}
+		for (;;) {
+			int status = 0;
+			pid_t pid = ::waitpid(-1, &status, WNOHANG);
+			if (pid <= 0)
+				break;
+			if (pid == agent) {
+				[[maybe_unused]] ssize_t n = ::write(statusFd, &status, sizeof(status));
+				::_exit(0);
+			}
+		}
+	}
+}
+
+int lastCapability()
+{
+	int last = 40;
+	UniqueFd fd(::open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC));
+	char buf[16] = {};
+	if (fd && ::read(fd.get(), buf, sizeof(buf) - 1) > 0)
+		last = std::atoi(buf);
+	return last > 0 && last < 64 ? last : 63;
+}
+
+} // namespace
+
 Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec spec, Callbacks callbacks)
 {
 	if (spec.argv.empty() || spec.argv[0].empty())
@@ -142,119 +423,88 @@ Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec 
 	UniqueFd reportRead(pipeFds[0]), reportWrite(pipeFds[1]);
 	GVM_TRY_VOID(moveAboveStdio(reportWrite), "preparing the agent's report pipe");
 
+	ChildPlan plan{};
+	plan.argv = argv.data();
+	plan.envp = envp.data();
+	plan.paths = paths.data();
+	for (size_t i = 0; i < 3; ++i)
+		plan.stdio[i] = spec.stdio[i].get();
+	plan.groups = spec.groups.data();
+	plan.groupCount = spec.groups.size();
+	plan.gid = spec.gid;
+	plan.uid = spec.uid;
+	plan.umask = spec.umask;
+	plan.tty = spec.tty;
+	plan.cwd = spec.cwd.c_str();
+	plan.mountNamespace = spec.mountNamespace ? spec.mountNamespace.get() : -1;
+
+	UniqueFd statusRead, statusWrite;
+	std::vector<const char *> hidden;
+	if (spec.isolation) {
+		AgentSpec::Isolation &iso = *spec.isolation;
+		GVM_TRY_VOID(moveAboveStdio(iso.netns), "preparing the sandbox's network namespace");
+		if (::pipe2(pipeFds, O_CLOEXEC) < 0)
+			return fail(Error::fromErrno(errno, "creating the sandbox's status pipe"));
+		statusRead.reset(pipeFds[0]);
+		statusWrite.reset(pipeFds[1]);
+		GVM_TRY_VOID(moveAboveStdio(statusWrite), "preparing the sandbox's status pipe");
+		for (const std::string &h : iso.hidden)
+			hidden.push_back(h.c_str());
+		plan.sandboxed = true;
+		plan.netns = iso.netns.get();
+		plan.caBundle = iso.caBundle.c_str();
+		plan.resolvConf = iso.resolvConf.c_str();
+		plan.hidden = hidden.data();
+		plan.hiddenCount = hidden.size();
+		plan.hostname = iso.hostname.c_str();
+		plan.lastCap = lastCapability();
+	}
+
 	// Signals stay blocked across fork(): the child must not run gvmd's
 	// handlers (libuv's would write to gvmd's own signal pipe) before it
 	// has reset them to their defaults.
 	sigset_t all, saved;
 	sigfillset(&all);
 	::pthread_sigmask(SIG_SETMASK, &all, &saved);
-	const pid_t pid = ::fork();
+	int pidfdNumber = -1;
+	const pid_t pid = spec.isolation ? rawFork(CLONE_NEWPID, &pidfdNumber) : ::fork();
 	if (pid < 0) {
 		int err = errno;
 		::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-		return fail(Error::fromErrno(err, "forking the agent"));
+		return fail(Error::fromErrno(err, spec.isolation ? "starting the sandbox (clone3 with a new pid namespace)"
+								 : "forking the agent"));
 	}
-
 	if (pid == 0) {
-		const int report = reportWrite.get();
-
-		// Default dispositions for every signal: gvmd ignores SIGPIPE
-		// and handles SIGTERM/SIGINT/SIGCHLD; the agent inherits none
-		// of that. (execve() resets handlers, but not SIG_IGN.)
-		struct sigaction dfl{};
-		dfl.sa_handler = SIG_DFL;
-		for (int s = 1; s < NSIG; ++s)
-			if (s != SIGKILL && s != SIGSTOP)
-				::sigaction(s, &dfl, nullptr);
-
-		// A session and process group of its own: sandbox.signal and
-		// sandbox.stop reach the whole agent tree through the group, and
-		// a terminal of its own can become its controlling terminal.
-		if (::setsid() < 0)
-			childFail(report, Step::Setsid, errno);
-
-		// gvmd may run in a mount namespace of its own (systemd's
-		// ProtectSystem= makes /usr, /etc... read-only for gvmd). The
-		// agent is the caller's program and must see the host as the
-		// caller does, so it joins PID 1's mount namespace. This is
-		// done while still privileged (setns needs CAP_SYS_ADMIN) and
-		// before anything of the caller's is touched; it gives the
-		// agent nothing the caller does not already have.
-		if (spec.mountNamespace && ::setns(spec.mountNamespace.get(), CLONE_NEWNS) < 0)
-			childFail(report, Step::MountNamespace, errno);
-
-		// Become the caller, for good: supplementary groups, then gid,
-		// then uid (the order matters: once the uid is not 0, the
-		// group calls are no longer allowed). Real, effective and saved
-		// ids all change, so the agent cannot switch back, and moving
-		// every uid away from 0 clears all capabilities (no
-		// SECBIT_KEEP_CAPS is set). An unprivileged gvmd only ever
-		// launches for its own uid (checked by the caller), so there is
-		// nothing to switch and it could not anyway.
-		if (::geteuid() == 0) {
-			if (::setgroups(spec.groups.size(), spec.groups.data()) < 0)
-				childFail(report, Step::Groups, errno);
-			if (::setresgid(spec.gid, spec.gid, spec.gid) < 0)
-				childFail(report, Step::Gid, errno);
-			if (::setresuid(spec.uid, spec.uid, spec.uid) < 0)
-				childFail(report, Step::Uid, errno);
-		} else if (spec.uid != ::geteuid()) {
-			childFail(report, Step::Uid, EPERM);
-		}
-
-		// The caller's stdin, stdout and stderr (all above 2 by now, so
-		// no dup2() overwrites another).
-		for (int i = 0; i < 3; ++i)
-			if (::dup2(spec.stdio[static_cast<size_t>(i)].get(), i) < 0)
-				childFail(report, Step::Stdio, errno);
-		if (spec.tty && ::ioctl(0, TIOCSCTTY, 0) < 0)
-			childFail(report, Step::Tty, errno);
-
-		// The working directory is entered as the caller, never as
-		// root: a directory the caller may not enter stays closed.
-		if (::chdir(spec.cwd.c_str()) < 0)
-			childFail(report, Step::Chdir, errno);
-		// The caller's umask, not gvmd's (its unit sets UMask=0077).
-		::umask(spec.umask);
-
-		// No descriptor of gvmd's reaches the agent: close everything
-		// but 0..2 and the report pipe (close-on-exec, so the parent
-		// sees EOF once execve() succeeds).
-		if (report > 3)
-			::close_range(3, static_cast<unsigned>(report) - 1, 0);
-		::close_range(static_cast<unsigned>(report) + 1, ~0U, 0);
-
-		sigset_t none;
-		sigemptyset(&none);
-		::sigprocmask(SIG_SETMASK, &none, nullptr);
-
-		// PATH lookup as execvp() does it: a missing or non-directory
-		// entry moves on; EACCES is reported if nothing else worked.
-		int err = ENOENT;
-		bool denied = false;
-		for (size_t i = 0; paths[i]; ++i) {
-			::execve(paths[i], argv.data(), envp.data());
-			err = errno;
-			if (err == EACCES)
-				denied = true;
-			else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ENODEV && err != ETIMEDOUT)
-				break;
-		}
-		childFail(report, Step::Exec, denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
+		resetSignals();
+		if (plan.sandboxed)
+			runSandboxInit(plan, reportWrite.get(), statusWrite.get());
+		becomeAgent(plan, reportWrite.get());
 	}
 
 	::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 	reportWrite.reset();
+	statusWrite.reset();
 
-	UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+	UniqueFd pidfd(spec.isolation ? pidfdNumber : static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 	if (!pidfd) {
 		int err = errno;
 		::kill(pid, SIGKILL);
 		::waitpid(pid, nullptr, 0);
 		return fail(Error::fromErrno(err, "watching the agent (pidfd_open)"));
 	}
-	::fcntl(reportRead.get(), F_SETFL, ::fcntl(reportRead.get(), F_GETFL) | O_NONBLOCK);
+	::fcntl(pidfd.get(), F_SETFD, FD_CLOEXEC);
+	auto agent = watch(loop, std::move(callbacks), pid, std::move(pidfd), std::move(reportRead), spec);
+	if (agent && statusRead) {
+		::fcntl(statusRead.get(), F_SETFL, ::fcntl(statusRead.get(), F_GETFL) | O_NONBLOCK);
+		(*agent)->statusPipe_ = std::move(statusRead);
+	}
+	return agent;
+}
 
+Result<std::unique_ptr<AgentProcess>> AgentProcess::watch(Loop &loop, Callbacks callbacks, pid_t pid, UniqueFd pidfd,
+							 UniqueFd reportRead, const AgentSpec &spec)
+{
+	::fcntl(reportRead.get(), F_SETFL, ::fcntl(reportRead.get(), F_GETFL) | O_NONBLOCK);
 	std::unique_ptr<AgentProcess> agent(new AgentProcess(loop, std::move(callbacks), pid, std::move(pidfd),
 							     std::move(reportRead), spec.argv[0], spec.cwd, spec.uid));
 	AgentProcess *self = agent.get();
@@ -270,7 +520,8 @@ Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec 
 		if (auto *a = static_cast<AgentProcess *>(p->data))
 			a->onPidfd();
 	});
-	GVM_LOG(Daemon, Debug) << "agent " << pid << " forked for uid " << spec.uid;
+	GVM_LOG(Daemon, Debug) << "agent " << pid << " forked for uid " << spec.uid
+			       << (spec.isolation ? " (sandbox init)" : "");
 	return agent;
 }
 
@@ -312,6 +563,17 @@ void AgentProcess::onErrorPipe()
 		case Step::Tty: what = "cannot make the terminal the agent's controlling terminal"; break;
 		case Step::Chdir: what = "cannot enter working directory " + cwd_ + " as uid " + uid; break;
 		case Step::Exec: what = "cannot run '" + program_ + "'"; break;
+		case Step::Unshare: what = "cannot create the sandbox's mount, uts and ipc namespaces"; break;
+		case Step::NetNamespace: what = "cannot enter the sandbox's network namespace"; break;
+		case Step::Mounts: what = "cannot make the sandbox's mounts private"; break;
+		case Step::MountCaBundle: what = std::string("cannot mount the sandbox's CA bundle over ") + kSystemCaBundle; break;
+		case Step::MountResolvConf: what = "cannot mount the sandbox's resolv.conf"; break;
+		case Step::MountHidden: what = "cannot hide gvmd's directories from the sandbox"; break;
+		case Step::MountProc: what = "cannot mount /proc for the sandbox"; break;
+		case Step::Hostname: what = "cannot set the sandbox's host name"; break;
+		case Step::ForkAgent: what = "cannot start the agent inside the sandbox"; break;
+		case Step::Capabilities: what = "cannot drop the agent's capabilities"; break;
+		case Step::NoNewPrivs: what = "cannot set no_new_privs for the agent"; break;
 		default: what = "the agent failed to start"; break;
 		}
 		error = Error::fromErrno(report.err, what);
@@ -339,6 +601,14 @@ void AgentProcess::onPidfd()
 	int status = 0;
 	if (!reap(&status, false))
 		return;
+	if (statusPipe_) {
+		// A sandbox's init reports how the agent ended; without a
+		// report (the init was killed), the init's own end stands.
+		int agentStatus = 0;
+		if (::read(statusPipe_.get(), &agentStatus, sizeof(agentStatus)) == sizeof(agentStatus))
+			status = agentStatus;
+		statusPipe_.reset();
+	}
 	GVM_LOG(Daemon, Debug) << "agent " << pid_ << " exited (wait status " << status << ")";
 	if (callbacks_.onExit) {
 		if (WIFSIGNALED(status))

@@ -4,6 +4,7 @@
 #include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -32,7 +33,29 @@ struct AgentSpec {
 	// When valid, the child joins this mount namespace (the host's, see
 	// hostMountNamespace()) before dropping privileges.
 	UniqueFd mountNamespace;
+
+	// Sandbox mode (absent: cooperative). The agent runs in the sandbox's
+	// network namespace and in new pid, mount, uts and ipc namespaces,
+	// under a small init (pid 1) that forwards signals and reports the
+	// agent's exit; it has no capabilities, even as root, and
+	// no_new_privs.
+	struct Isolation {
+		UniqueFd netns;
+		// Bind-mounted read-only over kSystemCaBundle and over
+		// /etc/resolv.conf in the agent's mount namespace.
+		std::string caBundle;
+		std::string resolvConf;
+		// Directories covered by an empty read-only tmpfs (gvmd's
+		// runtime, socket and state directories).
+		std::vector<std::string> hidden;
+		std::string hostname;
+	};
+	std::optional<Isolation> isolation;
 };
+
+// Where the distribution keeps its CA bundle; in a sandbox the sandbox's
+// bundle is mounted there.
+inline constexpr char kSystemCaBundle[] = "/etc/ssl/certs/ca-certificates.crt";
 
 // The agent of one sandbox, a direct child of gvmd: forked, switched to the
 // caller's identity and exec'd; then watched through a pidfd until it
@@ -70,6 +93,8 @@ public:
 private:
 	AgentProcess(Loop &loop, Callbacks callbacks, pid_t pid, UniqueFd pidfd, UniqueFd errorPipe,
 		     std::string program, std::string cwd, uid_t uid);
+	static Result<std::unique_ptr<AgentProcess>> watch(Loop &loop, Callbacks callbacks, pid_t pid, UniqueFd pidfd,
+							   UniqueFd reportRead, const AgentSpec &spec);
 	void onErrorPipe();
 	void onPidfd();
 	// Collects the exit status; true once the child is reaped.
@@ -85,6 +110,9 @@ private:
 	std::string program_;
 	std::string cwd_;
 	uid_t uid_;
+	// Sandbox mode: the init's report of the agent's wait status (the
+	// init itself cannot die of the agent's signal).
+	UniqueFd statusPipe_;
 	bool started_ = false;
 	bool reaped_ = false;
 };

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <grp.h>
+#include <set>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,9 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/rfc3339.h"
+#include "common/socket_address.h"
+#include "daemon/net/address_pool.h"
+#include "daemon/net/host_network.h"
 #include "gvm_config.h"
 
 namespace gvm::daemon {
@@ -107,14 +111,48 @@ Result<void> Daemon::setUp()
 		return fail(std::move(server).error());
 	server_ = std::move(*server);
 	subscribers_ = std::make_unique<DecisionSubscribers>(*server_);
-	sandboxes_ = std::make_unique<SandboxManager>(
-		*loop_, *server_, *audit_, *subscribers_,
-		SandboxManager::Config{options_.runtimeDir, options_.workerPath, log::toString(options_.logLevel),
-				       std::move(upstreamCaPem)});
+	SandboxManager::Config config{options_.runtimeDir, options_.workerPath, log::toString(options_.logLevel),
+				      std::move(upstreamCaPem)};
+	GVM_TRY_VOID(prepareSandboxNetworking(config), "preparing sandbox networking");
+	sandboxes_ = std::make_unique<SandboxManager>(*loop_, *server_, *audit_, *subscribers_, std::move(config));
 	registerMethods();
 
 	for (int sig : {SIGTERM, SIGINT})
 		signals_.push_back(std::make_unique<SignalWatcher>(*loop_, sig, [this](int s) { shutdown(s); }));
+	return {};
+}
+
+Result<void> Daemon::prepareSandboxNetworking(SandboxManager::Config &config)
+{
+	config.network.pool = options_.addressPool;
+	// Hidden from every agent: where gvmd keeps its socket, sandboxes
+	// and audit log.
+	config.hiddenDirs = {options_.runtimeDir, options_.stateDir, options_.socketPath};
+	if (!options_.dnsUpstream.empty()) {
+		auto upstream = parseSocketAddress(options_.dnsUpstream, 53);
+		if (!upstream)
+			return fail(std::move(upstream).error().wrap("reading --dns-upstream"));
+		config.dnsUpstream = formatSocketAddress(*upstream);
+	} else {
+		auto text = readFileBounded("/etc/resolv.conf", kMaxResolvConfBytes);
+		auto upstream = text ? firstNameserver(*text) : Result<sockaddr_storage>(fail(std::move(text).error()));
+		if (upstream) {
+			config.dnsUpstream = formatSocketAddress(*upstream);
+		} else {
+			config.dnsUpstream = "127.0.0.1:53";
+			GVM_LOG(Daemon, Warning) << "no resolver in /etc/resolv.conf (" << upstream.error().message()
+						 << "); sandboxes' DNS goes to " << config.dnsUpstream;
+		}
+	}
+	if (auto pool = net::AddressPool::create(options_.addressPool); !pool)
+		return fail(std::move(pool).error().wrap("reading --address-pool"));
+	if (::geteuid() != 0)
+		return {}; // cooperative sandboxes only
+	// Shared by every sandbox (and every gvmd on the host): replaced
+	// atomically with the same rules.
+	GVM_TRY_VOID(net::installHostTable(config.network), "installing the host nftables table");
+	GVM_LOG(Daemon, Info) << "sandbox networks from " << config.network.pool << ", DNS forwarded to "
+			      << config.dnsUpstream;
 	return {};
 }
 
@@ -125,10 +163,12 @@ void Daemon::removeStaleSandboxes()
 	// what an earlier gvmd left is removed, but only entries named the
 	// way gvmd names them, never anything else someone put there.
 	std::error_code ec;
+	std::set<std::string> stale;
 	for (const auto &entry : std::filesystem::directory_iterator(dir, ec)) {
 		const std::string name = entry.path().filename().string();
 		if (!isSandboxId(name))
 			continue;
+		stale.insert(name);
 		GVM_LOG(Daemon, Notice) << "removing " << entry.path().string() << ", left by an earlier gvmd";
 		std::error_code rec;
 		std::filesystem::remove_all(entry.path(), rec);
@@ -136,6 +176,18 @@ void Daemon::removeStaleSandboxes()
 			GVM_LOG(Daemon, Warning) << "removing " << entry.path().string() << ": " << rec.message()
 						 << ", ignoring";
 	}
+	// Their veth pairs, if anything kept the namespaces alive: only the
+	// links of this gvmd's sandboxes (named after their ids), never
+	// another gvmd's on the same host.
+	if (stale.empty() || ::geteuid() != 0)
+		return;
+	auto removed = net::cleanupLeftovers([&](const std::string &id) { return stale.count(id) == 0; });
+	if (!removed)
+		GVM_LOG(Daemon, Warning) << "removing earlier sandboxes' links: " << removed.error().message()
+					 << ", ignoring";
+	else
+		for (const std::string &link : *removed)
+			GVM_LOG(Daemon, Notice) << "removed link " << link << ", left by an earlier gvmd";
 }
 
 Result<UniqueFd> Daemon::openControlSocket()

@@ -19,6 +19,8 @@ inline constexpr int64_t kAuditShowDefaultLimit = 100;
 inline constexpr int64_t kAuditShowMaxLimit = 10000;
 // The --upstream-ca file is read whole at startup, up to this size.
 inline constexpr size_t kMaxUpstreamCaBytes = 1024 * 1024;
+// /etc/resolv.conf is read for the sandboxes' upstream resolver, at most this much.
+inline constexpr size_t kMaxResolvConfBytes = 64 * 1024;
 
 // The gvmd process: owns the loop, the control socket, the audit log, the
 // sandboxes and the RPC methods. One instance per process, on the loop's
@@ -37,6 +39,9 @@ private:
 	Result<void> setUp();
 	Result<UniqueFd> openControlSocket();
 	void removeStaleSandboxes();
+	// Fills the sandbox mode part of the manager's configuration and, as
+	// root, installs the host nftables table.
+	Result<void> prepareSandboxNetworking(SandboxManager::Config &config);
 	void registerMethods();
 	void shutdown(int signum);
 	rpc::Json status(const PeerCredentials &caller) const;

@@ -24,6 +24,12 @@ std::string usage()
 	       "                      " GVM_DEFAULT_WORKER ")\n"
 	       "  --upstream-ca FILE  PEM file of extra CAs the proxy workers trust for\n"
 	       "                      upstream TLS (private CAs, tests)\n"
+	       "  --dns-upstream ADDR[:PORT]\n"
+	       "                      resolver that sandboxes' DNS is forwarded to, after\n"
+	       "                      the policy (default: first nameserver of\n"
+	       "                      /etc/resolv.conf)\n"
+	       "  --address-pool CIDR IPv4 range for sandbox veth pairs, /30 each; ranges\n"
+	       "                      in use on the host are skipped (default: 10.201.0.0/16)\n"
 	       "  --log-level LEVEL   debug, info, notice, warning or error (default: info)\n"
 	       "  --help              show this help and exit\n"
 	       "  --version           show the version and exit\n";
@@ -58,7 +64,8 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 		} else if (name == "--version") {
 			opts.showVersion = true;
 		} else if (name == "--socket" || name == "--runtime-dir" || name == "--state-dir" ||
-			   name == "--log-level" || name == "--worker" || name == "--upstream-ca") {
+			   name == "--log-level" || name == "--worker" || name == "--upstream-ca" ||
+			   name == "--dns-upstream" || name == "--address-pool") {
 			auto v = takeValue();
 			if (!v)
 				return fail(std::move(v).error());
@@ -74,6 +81,10 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 				opts.workerPath = *v;
 			else if (name == "--upstream-ca")
 				opts.upstreamCaFile = *v;
+			else if (name == "--dns-upstream")
+				opts.dnsUpstream = *v;
+			else if (name == "--address-pool")
+				opts.addressPool = *v;
 			else if (!log::parseLevel(*v, &opts.logLevel))
 				return fail(Error(ErrorDomain::Internal, 0,
 						  "unknown log level '" + *v + "' (expected debug, info, notice, warning or error)"));

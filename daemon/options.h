@@ -20,6 +20,12 @@ struct Options {
 	// PEM file of extra CAs the workers trust for upstream TLS (tests,
 	// private CAs); empty for none.
 	std::string upstreamCaFile;
+	// Sandbox mode: the resolver sandboxes' DNS is forwarded to
+	// ("ADDR" or "ADDR:PORT", "[ADDR]:PORT" for IPv6; empty: the first
+	// nameserver of /etc/resolv.conf), and the IPv4 pool their veth
+	// addresses come from.
+	std::string dnsUpstream;
+	std::string addressPool = "10.201.0.0/16";
 	log::Level logLevel = log::Level::Info;
 	bool showHelp = false;
 	bool showVersion = false;

@@ -171,22 +171,21 @@ void RpcServer::onAcceptable()
 		}
 		PeerCredentials peer{cred.pid, cred.uid, cred.gid};
 
-		const char *refusal = nullptr;
-		if (connections_.size() >= kMaxClients)
-			refusal = "too many clients";
-		else if (perUid_[peer.uid] >= kMaxClientsPerUid)
-			refusal = "too many connections from this user";
-		if (refusal) {
+		std::string refusal;
+		int code = rpc::kTooManyClients;
+		if (connections_.size() >= kMaxClients) {
+			refusal = "too many clients (limit " + std::to_string(kMaxClients) + ")";
+		} else if (perUid_[peer.uid] >= kMaxClientsPerUid) {
+			refusal = "too many connections from this user (limit " + std::to_string(kMaxClientsPerUid) + ")";
+		} else if (screen_) {
+			refusal = screen_(peer);
+			code = rpc::kPermissionDenied;
+		}
+		if (!refusal.empty()) {
 			GVM_LOG(Rpc, Notice) << "refusing client (pid " << peer.pid << ", uid " << peer.uid
 					     << "): " << refusal;
 			// Best effort: tell the client why, then hang up.
-			std::string line = rpc::encodeError(
-				nullptr, {rpc::kTooManyClients,
-					  std::string(refusal) + " (limit " +
-						  std::to_string(connections_.size() >= kMaxClients ? kMaxClients
-												     : kMaxClientsPerUid) +
-						  ")",
-					  nullptr});
+			std::string line = rpc::encodeError(nullptr, {code, refusal, nullptr});
 			[[maybe_unused]] ssize_t n = ::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 			// Closing with unread input makes the kernel send RST,
 			// which can destroy the answer before the client reads

@@ -140,6 +140,10 @@ public:
 	void addMethod(std::string name, MethodHandler handler);
 	// Called (on the loop) with the id of every client that goes away.
 	void addDisconnectHandler(std::function<void(uint64_t connectionId)> handler);
+	// Asked about every new client before anything else: a non-empty
+	// answer is why it is refused (kPermissionDenied), e.g. a process
+	// inside one of gvmd's sandboxes.
+	void setScreen(std::function<std::string(const PeerCredentials &peer)> screen) { screen_ = std::move(screen); }
 	size_t clientCount() const { return connections_.size(); }
 
 	// The open client with this id, or nullptr once it is gone.
@@ -162,6 +166,7 @@ private:
 	Loop &loop_;
 	UniqueFd listenFd_;
 	UvHandle<uv_poll_t> poll_;
+	std::function<std::string(const PeerCredentials &)> screen_;
 	std::map<std::string, MethodHandler> methods_;
 	std::map<uint64_t, std::unique_ptr<RpcConnection>> connections_;
 	std::map<uid_t, size_t> perUid_;

@@ -151,7 +151,7 @@ Result<void> Sandbox::stop()
 rpc::Json Sandbox::describe() const
 {
 	const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() - startedSteady_).count();
-	return {
+	rpc::Json out = {
 		{"id", info_.id},
 		{"name", info_.name},
 		{"uid", info_.uid},
@@ -171,6 +171,15 @@ rpc::Json Sandbox::describe() const
 		{"decisions", decisions_},
 		{"pending", holds_.size()},
 	};
+	if (network) {
+		// What the sandbox's nftables dropped: attempts to leave other
+		// than by TCP and DNS (UDP, ICMP, IPv6).
+		out["network"] = {{"interface", network->hostInterface()},
+				  {"host_address", network->hostAddress()},
+				  {"sandbox_address", network->sandboxAddress()},
+				  {"dropped_packets", network->droppedPackets()}};
+	}
+	return out;
 }
 
 } // namespace gvm::daemon

@@ -16,6 +16,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "daemon/agent_process.h"
+#include "daemon/net/sandbox_network.h"
 #include "daemon/rpc_server.h"
 #include "daemon/worker_process.h"
 
@@ -53,6 +54,9 @@ struct SandboxInfo {
 	std::string proxyUrl; // http://127.0.0.1:PORT
 	std::string dir;      // RUNTIME/sandboxes/<id>
 	std::string caBundle; // dir/ca-bundle.pem
+	// Sandbox mode: the addresses of its veth pair.
+	std::string hostAddress;
+	std::string sandboxAddress;
 };
 
 // The policy in force, as the worker reported it.
@@ -132,6 +136,9 @@ public:
 	// While starting: the launch request's answer and what the agent gets.
 	Responder launch;
 	std::array<UniqueFd, 3> stdio;
+	// Sandbox mode: the network namespace and veth (torn down with the
+	// sandbox).
+	std::unique_ptr<net::SandboxNetwork> network;
 	CallerProcess caller;
 	std::vector<std::string> env;
 	std::string cwd;

@@ -124,7 +124,8 @@ std::string envName(const std::string &entry)
 
 // The caller's environment with the proxy and CA variables gvm owns
 // replaced.
-std::vector<std::string> agentEnvironment(const std::vector<std::string> &callerEnv, const SandboxInfo &info)
+std::vector<std::string> agentEnvironment(const std::vector<std::string> &callerEnv, const SandboxInfo &info,
+					  const std::string &caBundle)
 {
 	auto owned = [](const std::string &name) {
 		for (const char *v : kProxyVariables)
@@ -145,7 +146,7 @@ std::vector<std::string> agentEnvironment(const std::vector<std::string> &caller
 	for (const char *v : kProxyVariables)
 		env.push_back(std::string(v) + "=" + info.proxyUrl);
 	for (const char *v : kCaBundleVariables)
-		env.push_back(std::string(v) + "=" + info.caBundle);
+		env.push_back(std::string(v) + "=" + caBundle);
 	env.push_back("GVM_SANDBOX=" + info.id);
 	return env;
 }
@@ -171,8 +172,28 @@ Result<std::pair<UniqueFd, uint16_t>> makeProxyListener()
 	return std::make_pair(std::move(fd), ntohs(addr.sin_port));
 }
 
-// The CA bundle the agent trusts: the host's roots, then the sandbox CA,
-// world-readable (the agent runs as the caller, not as root).
+// A new file of the sandbox's directory, world-readable (the agent runs
+// as the caller, not as root).
+Result<void> writePublicFile(const std::string &path, const std::string &content)
+{
+	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "creating " + path));
+	if (::fchmod(fd.get(), 0644) < 0)
+		return fail(Error::fromErrno(errno, "setting the mode of " + path));
+	size_t done = 0;
+	while (done < content.size()) {
+		ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "writing " + path));
+		done += static_cast<size_t>(n);
+	}
+	return {};
+}
+
+// The CA bundle the agent trusts: the host's roots, then the sandbox CA.
 Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCaPem)
 {
 	std::string bundle;
@@ -185,22 +206,7 @@ Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCa
 	if (!bundle.empty() && bundle.back() != '\n')
 		bundle += '\n';
 	bundle += sandboxCaPem;
-
-	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "creating " + path));
-	if (::fchmod(fd.get(), 0644) < 0)
-		return fail(Error::fromErrno(errno, "setting the mode of " + path));
-	size_t done = 0;
-	while (done < bundle.size()) {
-		ssize_t n = ::write(fd.get(), bundle.data() + done, bundle.size() - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail(Error::fromErrno(errno, "writing " + path));
-		done += static_cast<size_t>(n);
-	}
-	return {};
+	return writePublicFile(path, bundle);
 }
 
 // RUNTIME/sandboxes, made on first use (0755: agents read their CA bundle
@@ -236,11 +242,31 @@ SandboxManager::SandboxManager(Loop &loop, RpcServer &server, AuditLog &audit, D
 
 SandboxManager::~SandboxManager()
 {
+	server_.setScreen(nullptr);
 	shutdown();
+}
+
+std::string SandboxManager::screen(const PeerCredentials &peer) const
+{
+	// The control plane is out of every agent's reach: a client whose
+	// network namespace is one of the sandboxes' is refused, whatever
+	// its uid (gvmd's socket is hidden from them too).
+	struct stat client{};
+	const std::string path = "/proc/" + std::to_string(peer.pid) + "/ns/net";
+	if (::stat(path.c_str(), &client) < 0)
+		return {};
+	for (const auto &[id, sandbox] : sandboxes_) {
+		struct stat ns{};
+		if (sandbox->network && ::fstat(sandbox->network->netnsFd(), &ns) == 0 && ns.st_ino == client.st_ino &&
+		    ns.st_dev == client.st_dev)
+			return "gvmd does not serve processes inside its sandboxes (sandbox " + id + ")";
+	}
+	return {};
 }
 
 void SandboxManager::registerMethods()
 {
+	server_.setScreen([this](const PeerCredentials &peer) { return screen(peer); });
 	auto add = [this](const char *name, Result<rpc::Json> (SandboxManager::*method)(CallContext &, const rpc::Json &)) {
 		server_.addMethod(name, [this, method](CallContext &ctx, const rpc::Json &params) {
 			return (this->*method)(ctx, params);
@@ -344,8 +370,10 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	if (!upstreamCa)
 		return fail(std::move(upstreamCa).error());
 
-	if (!*cooperative)
-		return fail(invalidParams("sandbox mode (network namespace) is not available yet; use --cooperative"));
+	if (!*cooperative && ::geteuid() != 0)
+		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,
+				  "sandbox mode needs gvmd to run as root (it creates network namespaces); "
+				  "use --cooperative with an unprivileged gvmd"));
 	if (ctx.fds.size() != 3)
 		return fail(invalidParams("sandbox.launch needs exactly 3 file descriptors (stdin, stdout, stderr), got " +
 					  std::to_string(ctx.fds.size())));
@@ -379,7 +407,7 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	info.uid = ctx.peer.uid;
 	info.gid = ctx.peer.gid;
 	info.command = *argv;
-	info.cooperative = true;
+	info.cooperative = *cooperative;
 	info.dir = config_.runtimeDir + "/sandboxes/" + info.id;
 	info.caBundle = info.dir + "/ca-bundle.pem";
 	const std::string id = info.id;
@@ -398,14 +426,52 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	if (::chmod(info.dir.c_str(), 0755) < 0)
 		return fail(Error::fromErrno(errno, "setting the mode of " + info.dir));
 
-	auto listener = makeProxyListener();
-	if (!listener)
-		return fail(std::move(listener).error().wrap("launching sandbox " + id));
-	info.proxyUrl = "http://127.0.0.1:" + std::to_string(listener->second);
+	std::vector<WorkerProcess::Listener> listeners;
+	std::unique_ptr<net::SandboxNetwork> network;
+	if (*cooperative) {
+		auto listener = makeProxyListener();
+		if (!listener)
+			return fail(std::move(listener).error().wrap("launching sandbox " + id));
+		info.proxyUrl = "http://127.0.0.1:" + std::to_string(listener->second);
+		listeners.emplace_back("explicit", std::move(listener->first));
+	} else {
+		if (!pool_) {
+			auto pool = net::AddressPool::create(config_.network.pool);
+			if (!pool)
+				return fail(std::move(pool).error().wrap("reading the sandbox address pool"));
+			pool_.emplace(std::move(*pool));
+		}
+		auto created = net::SandboxNetwork::create(id, config_.network, *pool_);
+		if (!created)
+			return fail(std::move(created).error().wrap("creating the network of sandbox " + id));
+		network = std::move(*created);
+		auto transparent = network->transparentListener();
+		if (!transparent)
+			return fail(std::move(transparent).error().wrap("launching sandbox " + id));
+		auto dnsUdp = network->dnsUdpSocket();
+		if (!dnsUdp)
+			return fail(std::move(dnsUdp).error().wrap("launching sandbox " + id));
+		auto dnsTcp = network->dnsTcpListener();
+		if (!dnsTcp)
+			return fail(std::move(dnsTcp).error().wrap("launching sandbox " + id));
+		listeners.emplace_back("transparent", std::move(*transparent));
+		listeners.emplace_back("dns-udp", std::move(*dnsUdp));
+		listeners.emplace_back("dns-tcp", std::move(*dnsTcp));
+		info.hostAddress = network->hostAddress();
+		info.sandboxAddress = network->sandboxAddress();
+		// Tools that honour proxy variables use CONNECT; the rest is
+		// redirected there anyway.
+		info.proxyUrl = "http://" + info.hostAddress + ":" + std::to_string(config_.network.transparentPort);
+		// The agent's resolver: the worker (any address on port 53
+		// reaches it; this one says where it is).
+		GVM_TRY_VOID(writePublicFile(info.dir + "/resolv.conf",
+						 "# gvm sandbox " + id + ": DNS is answered by its policy\nnameserver " +
+							 info.hostAddress + "\noptions edns0\n"),
+			     "launching sandbox " + id);
+	}
 
 	auto sandbox = std::make_unique<Sandbox>(loop_, std::move(info), ctx.connection.id());
-	std::vector<WorkerProcess::Listener> listeners;
-	listeners.emplace_back("explicit", std::move(listener->first));
+	sandbox->network = std::move(network);
 	auto worker = WorkerProcess::spawn(
 		loop_, config_.workerPath,
 		{[this, id](const std::string &method, const rpc::Json &p) { onWorkerNotification(id, method, p); },
@@ -435,6 +501,8 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 		{"monitor", *monitor},
 		{"upstream_ca_pem", upstreamPem},
 	};
+	if (!*cooperative)
+		configure["dns_upstream"] = config_.dnsUpstream;
 
 	// The answer waits for the worker and the agent's exec.
 	sandbox->launch = ctx.defer();
@@ -484,7 +552,7 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 
 	AgentSpec spec;
 	spec.argv = info.command;
-	spec.env = agentEnvironment(sandbox->env, info);
+	spec.env = agentEnvironment(sandbox->env, info, sandbox->network ? kSystemCaBundle : info.caBundle);
 	spec.cwd = sandbox->cwd;
 	spec.uid = info.uid;
 	spec.gid = info.gid;
@@ -494,6 +562,19 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 	spec.stdio = std::move(sandbox->stdio);
 	spec.mountNamespace = hostMountNamespace();
 	sandbox->env.clear();
+	if (sandbox->network) {
+		AgentSpec::Isolation iso;
+		iso.netns.reset(::fcntl(sandbox->network->netnsFd(), F_DUPFD_CLOEXEC, 3));
+		if (!iso.netns) {
+			abortLaunch(id, Error::fromErrno(errno, "passing the sandbox's network namespace on"));
+			return;
+		}
+		iso.caBundle = info.caBundle;
+		iso.resolvConf = info.dir + "/resolv.conf";
+		iso.hidden = config_.hiddenDirs;
+		iso.hostname = "gvm-" + id;
+		spec.isolation = std::move(iso);
+	}
 
 	auto agent = AgentProcess::start(loop_, std::move(spec),
 					 {[this, id](Result<void> r) { onAgentStarted(id, std::move(r)); },

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/json_rpc.h"
@@ -11,6 +12,8 @@
 #include "daemon/audit_log.h"
 #include "daemon/decision_subscribers.h"
 #include "daemon/rpc_server.h"
+#include "daemon/net/address_pool.h"
+#include "daemon/net/network_config.h"
 #include "daemon/sandbox.h"
 
 namespace gvm::daemon {
@@ -49,6 +52,12 @@ public:
 		std::string workerPath;    // gvm-worker
 		std::string workerLogLevel;
 		std::string upstreamCaPem; // --upstream-ca, put before each launch's own
+		// Sandbox mode (root only): where sandbox networks take their
+		// addresses and ports, the resolver their DNS forwards to
+		// ("ADDR:PORT"), and the directories hidden from agents.
+		net::NetworkConfig network;
+		std::string dnsUpstream;
+		std::vector<std::string> hiddenDirs;
 	};
 
 	SandboxManager(Loop &loop, RpcServer &server, AuditLog &audit, DecisionSubscribers &subscribers, Config config);
@@ -71,6 +80,8 @@ private:
 	Result<rpc::Json> holdList(CallContext &ctx, const rpc::Json &params);
 	Result<rpc::Json> holdAnswer(CallContext &ctx, const rpc::Json &params);
 
+	// Why a new client is refused ("" to serve it).
+	std::string screen(const PeerCredentials &peer) const;
 	// The caller's running sandbox with this id, or kNotFound.
 	Result<Sandbox *> visible(const PeerCredentials &caller, const std::string &id);
 	Sandbox *lookup(const std::string &id);
@@ -92,6 +103,7 @@ private:
 	AuditLog &audit_;
 	DecisionSubscribers &subscribers_;
 	Config config_;
+	std::optional<net::AddressPool> pool_;
 	std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
 };
 

@@ -520,15 +520,17 @@ TEST_CASE("launch: gvmd's refusals and gvmd vanishing are gvmctl failures (exit 
 			if (!req)
 				return;
 			params = (*req)["params"];
-			peer.error((*req)["id"], rpc::kInvalidParams,
-				   "sandbox mode (network namespace) is not available yet; use --cooperative");
+			peer.error((*req)["id"], rpc::kServerError,
+				   "sandbox mode needs gvmd to run as root (it creates network namespaces); "
+				   "use --cooperative with an unprivileged gvmd");
 			peer.waitClosed();
 		});
 		RunResult r = Gvmctl(dir, {"--socket", socket, "launch", "--policy", policy, "--", "true"}).wait();
 		gvmd.join();
 		CHECK(params["cooperative"] == false);
 		CHECK(r.status == 1);
-		CHECK(r.err == "gvmctl: gvmd: sandbox mode (network namespace) is not available yet; use --cooperative\n");
+		CHECK(r.err == "gvmctl: gvmd: sandbox mode needs gvmd to run as root (it creates network namespaces); "
+			       "use --cooperative with an unprivileged gvmd\n");
 	}
 	SECTION("connection lost while the agent runs")
 	{
