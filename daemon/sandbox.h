@@ -28,20 +28,10 @@ inline constexpr std::chrono::seconds kStopGrace{5};
 // announcing more is not believed beyond this.
 inline constexpr size_t kMaxPendingHoldsPerSandbox = 1024;
 
-// Sandbox ids are this many lowercase hex digits, random.
-inline constexpr size_t kSandboxIdLength = 8;
-
-// True for a string shaped like a sandbox id (and nothing else: crash
-// recovery removes only what matches exactly).
-inline bool isSandboxId(std::string_view s)
-{
-	if (s.size() != kSandboxIdLength)
-		return false;
-	for (char c : s)
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-	return true;
-}
+// Sandbox ids (kSandboxIdLength lowercase hex digits, random) and
+// isSandboxId() come with the network names built from them.
+using net::isSandboxId;
+using net::kSandboxIdLength;
 
 // What a sandbox is, fixed at launch.
 struct SandboxInfo {
