@@ -339,6 +339,10 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 	// The processes of this pid namespace only.
 	if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
 		childFail(report, Step::MountProc, errno);
+	// The kernel lets uid 0 write the namespace's sysctls without any
+	// capability (net.ipv6.conf.all.disable_ipv6 among them): read-only.
+	bindReadOnly("/proc/sys", "/proc/sys", Step::MountProc);
+	bindReadOnly("/proc/sysrq-trigger", "/proc/sysrq-trigger", Step::MountProc);
 	if (plan.hostname[0] && ::sethostname(plan.hostname, std::strlen(plan.hostname)) < 0)
 		childFail(report, Step::Hostname, errno);
 

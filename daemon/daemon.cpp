@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -128,6 +129,10 @@ Result<void> Daemon::prepareSandboxNetworking(SandboxManager::Config &config)
 	// Hidden from every agent: where gvmd keeps its socket, sandboxes
 	// and audit log.
 	config.hiddenDirs = {options_.runtimeDir, options_.stateDir, options_.socketPath};
+	// And the system gvmd's, when this one runs beside it.
+	for (const char *dir : {GVM_DEFAULT_RUNTIME_DIR, GVM_DEFAULT_STATE_DIR})
+		if (std::find(config.hiddenDirs.begin(), config.hiddenDirs.end(), dir) == config.hiddenDirs.end())
+			config.hiddenDirs.push_back(dir);
 	if (!options_.dnsUpstream.empty()) {
 		auto upstream = parseSocketAddress(options_.dnsUpstream, 53);
 		if (!upstream)

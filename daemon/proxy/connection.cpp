@@ -248,6 +248,7 @@ void Connection::classify()
 	}
 	auto engine = proxy_.engine();
 	policy::Decision d = engine->evaluateTls(name, connectPort_);
+	const bool monitor = d.mode == policy::Mode::Monitor || proxy_.forceMonitor();
 	if (d.passthrough && !mismatch) {
 		// Decided on SNI alone: splice the bytes without interception.
 		exchange_ = std::make_unique<Exchange>();
@@ -260,14 +261,18 @@ void Connection::classify()
 		exchange_->decision = d;
 		exchange_->recorded = d.action;
 		exchange_->reason = d.reason;
-		bool monitor = d.mode == policy::Mode::Monitor || proxy_.forceMonitor();
 		if (!monitor && d.action != ActionKind::Allow) {
-			close(); // reports the deny; the agent sees a reset
+			refuse(); // reports the deny; the agent sees a reset
 			return;
 		}
 		startTunnel("tls", false);
 		return;
 	}
+	// Intercepted, so that a denied request gets its 403 JSON. Should the
+	// agent send no request at all (a probe that only shakes hands), the
+	// SNI decision is recorded when the connection ends.
+	tlsDecision_ = d;
+	tlsHost_ = name;
 	startInterception(name, mismatch);
 }
 
@@ -386,6 +391,7 @@ void Connection::pumpHttp()
 void Connection::onRequestHead()
 {
 	timer_.stop();
+	++requests_;
 	auto ex = std::make_unique<Exchange>();
 	ex->requestId = proxy_.nextRequestId();
 	ex->engine = proxy_.engine();
@@ -959,7 +965,7 @@ void Connection::startTunnel(std::string kind, bool rawConnect)
 					     if (outcome.status == 403)
 						     e.recorded = ActionKind::Deny;
 					     e.reason = outcome.reason;
-					     close(); // the agent sees a reset
+					     refuse(); // the agent sees a reset
 					     return;
 				     }
 				     e.upstream = std::move(outcome.transport);
@@ -1163,10 +1169,31 @@ void Connection::closeAfterFlush()
 	agent_->startReading(); // until the agent's EOF, discarded
 }
 
+void Connection::refuse()
+{
+	resetAgent_ = true;
+	close();
+}
+
 void Connection::close()
 {
 	if (state_ == State::Closed)
 		return;
+	if (tlsDecision_ && requests_ == 0 && !exchange_) {
+		// An intercepted TLS connection that carried no request.
+		exchange_ = std::make_unique<Exchange>();
+		exchange_->requestId = proxy_.nextRequestId();
+		exchange_->engine = proxy_.engine();
+		exchange_->started = std::chrono::steady_clock::now();
+		exchange_->kind = "tls";
+		exchange_->host = tlsHost_;
+		exchange_->port = connectPort_;
+		exchange_->decision = *tlsDecision_;
+		exchange_->recorded = tlsDecision_->action;
+		exchange_->reason = "a TLS connection without a request (" +
+				    std::string(agentTls_ ? "handshake done" : "no handshake") +
+				    "); " + tlsDecision_->reason;
+	}
 	if (exchange_) {
 		if (exchange_->holdRegistered)
 			proxy_.unregisterHold(exchange_->requestId);
@@ -1183,7 +1210,10 @@ void Connection::close()
 	}
 	setState(State::Closed);
 	timer_.stop();
-	agent_->close();
+	if (resetAgent_)
+		agent_->reset();
+	else
+		agent_->close();
 	alive_.reset();
 	proxy_.release(this);
 }

@@ -142,6 +142,8 @@ private:
 	void onTimeout();
 	void closeAfterFlush();
 	void close();
+	// Closes with a TCP reset: how a refused tunnel or raw connection ends.
+	void refuse();
 
 	Proxy &proxy_;
 	std::unique_ptr<Transport> agent_;
@@ -153,6 +155,12 @@ private:
 	bool agentEof_ = false;
 	bool headPending_ = false;
 	bool bodyOverflow_ = false;
+	bool resetAgent_ = false;
+	// Intercepted TLS: what the SNI alone decided, recorded if no request
+	// ever comes; and how many requests came.
+	std::optional<policy::Decision> tlsDecision_;
+	std::string tlsHost_;
+	uint64_t requests_ = 0;
 
 	// Where the agent said it goes (CONNECT host:port), and what TLS said.
 	std::string connectHost_;

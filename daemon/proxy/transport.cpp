@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/proxy/transport.h"
 
+#include <sys/socket.h>
+
 #include <openssl/err.h>
 
 #include "common/log.h"
@@ -445,6 +447,16 @@ void Transport::fail(Error error)
 	close();
 	if (onError)
 		onError(error);
+}
+
+void Transport::reset()
+{
+	if (state_ == State::Closed)
+		return;
+	// Lingering zero seconds makes close() send RST, not FIN.
+	linger now{1, 0};
+	::setsockopt(fd(), SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+	close();
 }
 
 void Transport::close()

@@ -106,6 +106,9 @@ public:
 	void shutdownWrite();
 	// Closes now; no callback runs afterwards.
 	void close();
+	// Closes now with a TCP reset (what a refused raw connection sees),
+	// dropping anything queued.
+	void reset();
 
 	int fd() const;
 	uint64_t bytesRead() const { return bytesRead_; }
