@@ -738,8 +738,12 @@ public:
 		REQUIRE(ca);
 		auto tls = UpstreamTls::create("", "");
 		REQUIRE(tls);
-		Proxy::Setup setup{"sb1", false, std::move(*ca), std::move(*tls), {},
-				   [this](const std::string &method, nlohmann::json params, Proxy::Delivery delivery) {
+		// Designated: fields the test does not need keep their defaults.
+		Proxy::Setup setup{.sandbox = "sb1",
+				   .ca = std::move(*ca),
+				   .upstreamTls = std::move(*tls),
+				   .notify = [this](const std::string &method, nlohmann::json params,
+						    Proxy::Delivery delivery) {
 					   if (method == "decision") {
 						   records.push_back(params["record"]);
 						   deliveries.push_back(delivery);
