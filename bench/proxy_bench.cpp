@@ -55,6 +55,7 @@
 
 #include "bench/proxy_client.h"
 #include "bench/proxy_pki.h"
+#include "bench/report.h"
 #include "bench/proxy_servers.h"
 
 namespace {
@@ -201,32 +202,6 @@ CpuUse since(const CpuSnapshot &before, const Processes &p)
 }
 
 double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double percentile(std::vector<double> values, double p)
-{
-	if (values.empty())
-		return 0;
-	std::sort(values.begin(), values.end());
-	// Nearest rank.
-	auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
-	return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
-double ratio(double a, double b) { return b > 0 ? a / b : 0; }
-
-std::string fixed(double v, int decimals)
-{
-	char buf[64];
-	std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
-	return buf;
-}
-
-std::string pad(const std::string &s, size_t width, bool left = false)
-{
-	if (s.size() >= width)
-		return s;
-	return left ? s + std::string(width - s.size(), ' ') : std::string(width - s.size(), ' ') + s;
-}
 
 // One GET that must answer 200 with a body of `bytes`.
 Result<Response> fetch(HttpsConnection &connection, const Target &target, const char *path, uint64_t bytes)

@@ -59,7 +59,7 @@ Result<bssl::UniquePtr<X509>> makeCertificate(const char *commonName, EVP_PKEY *
 
 	X509_NAME *subject = X509_get_subject_name(cert.get());
 	if (!X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC,
-					reinterpret_cast<const uint8_t *>("gvm proxy-bench"), -1, -1, 0) ||
+					reinterpret_cast<const uint8_t *>("gvm bench"), -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, reinterpret_cast<const uint8_t *>(commonName),
 					-1, -1, 0) ||
 	    !X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : subject) ||
@@ -105,12 +105,12 @@ Result<std::string> privateKeyPem(EVP_PKEY *key)
 
 } // namespace
 
-Result<TestPki> makeTestPki()
+Result<TestPki> makeTestPki(const std::string &name, const std::string &address)
 {
 	auto caKey = newP256Key();
 	if (!caKey)
 		return fail(std::move(caKey).error());
-	auto ca = makeCertificate("gvm proxy-bench CA", caKey->get(), nullptr, caKey->get(),
+	auto ca = makeCertificate("gvm bench CA", caKey->get(), nullptr, caKey->get(),
 				  {{NID_basic_constraints, "critical,CA:TRUE"},
 				   {NID_key_usage, "critical,keyCertSign,cRLSign"},
 				   {NID_subject_key_identifier, "hash"}});
@@ -120,11 +120,12 @@ Result<TestPki> makeTestPki()
 	auto serverKey = newP256Key();
 	if (!serverKey)
 		return fail(std::move(serverKey).error());
-	auto server = makeCertificate("localhost", serverKey->get(), ca->get(), caKey->get(),
+	const std::string altNames = "DNS:" + name + ",IP:" + address;
+	auto server = makeCertificate(name.c_str(), serverKey->get(), ca->get(), caKey->get(),
 				      {{NID_basic_constraints, "critical,CA:FALSE"},
 				       {NID_key_usage, "critical,digitalSignature"},
 				       {NID_ext_key_usage, "serverAuth"},
-				       {NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"},
+				       {NID_subject_alt_name, altNames.c_str()},
 				       {NID_subject_key_identifier, "hash"},
 				       {NID_authority_key_identifier, "keyid:always"}});
 	if (!server)

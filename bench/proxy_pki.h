@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The test PKI of the proxy benchmark: a throwaway CA and one server
-// certificate for "localhost" and 127.0.0.1 that the benchmark's nginx
-// instances present. Both keys are P-256, like the leaves the worker mints,
+// The test PKI of the benchmarks: a throwaway CA and one server
+// certificate (for "localhost" and 127.0.0.1 unless told otherwise) that
+// the benchmarks' nginx instances present. Both keys are P-256, like the leaves the worker mints,
 // so that the handshakes compared cost the same on the server side.
 #pragma once
 
@@ -20,6 +20,8 @@ struct TestPki {
 
 // Generates a fresh CA and server certificate, valid from an hour ago for a
 // week. Fails only when BoringSSL does.
-Result<TestPki> makeTestPki();
+// `name` and `address` are the server certificate's subject alternative
+// names (DNS and IP).
+Result<TestPki> makeTestPki(const std::string &name = "localhost", const std::string &address = "127.0.0.1");
 
 } // namespace gvm::bench
