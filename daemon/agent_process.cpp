@@ -365,6 +365,22 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 	::close_range(0, static_cast<unsigned>(statusFd) - 1, 0);
 	::close_range(static_cast<unsigned>(statusFd) + 1, ~0U, 0);
 
+	// From here the init only waits and passes signals on: it keeps
+	// CAP_KILL (the agent may run as another user) and nothing else,
+	// cannot regain anything, and cannot be ptraced by the agent.
+	::prctl(PR_SET_NAME, "gvm-init", 0, 0, 0);
+	for (int cap = 0; cap <= plan.lastCap; ++cap)
+		if (cap != CAP_KILL)
+			::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+	{
+		__user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+		__user_cap_data_struct onlyKill[2] = {};
+		onlyKill[0].effective = onlyKill[0].permitted = 1U << CAP_KILL;
+		::syscall(SYS_capset, &header, onlyKill);
+	}
+	::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
 	sigset_t waitFor;
 	sigemptyset(&waitFor);
 	for (int sig : kForwardedSignals)

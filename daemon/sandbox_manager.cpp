@@ -503,6 +503,8 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	};
 	if (!*cooperative)
 		configure["dns_upstream"] = config_.dnsUpstream;
+	if (::geteuid() == 0)
+		configure["sandbox_pool"] = config_.network.pool;
 
 	// The answer waits for the worker and the agent's exec.
 	sandbox->launch = ctx.defer();

@@ -55,6 +55,7 @@ std::optional<ListenerKind> parseListenerKind(std::string_view name)
 Proxy::Proxy(Loop &loop, Setup setup)
 	: loop_(loop), sandbox_(std::move(setup.sandbox)), forceMonitor_(setup.forceMonitor), ca_(std::move(setup.ca)),
 	  upstreamTls_(std::move(setup.upstreamTls)), hostAddresses_(std::move(setup.hostAddresses)),
+	  sandboxPool_(std::move(setup.sandboxPool)),
 	  notify_(std::move(setup.notify)), pool_(loop), statsTimer_(loop, [this] { sendStats(); })
 {
 }
@@ -89,7 +90,7 @@ Result<std::unique_ptr<Proxy>> Proxy::create(Loop &loop, Setup setup, std::share
 
 Result<void> Proxy::setEngine(std::shared_ptr<const policy::Engine> engine)
 {
-	auto guard = AddressGuard::create(engine->upstreamAllowCidrs(), hostAddresses_);
+	auto guard = AddressGuard::create(engine->upstreamAllowCidrs(), hostAddresses_, sandboxPool_);
 	if (!guard)
 		return fail(std::move(guard).error().wrap("reading upstream.allow_cidrs"));
 	guard_ = std::make_shared<const AddressGuard>(std::move(*guard));

@@ -82,6 +82,9 @@ public:
 		// Sandbox mode: the host's resolver, where allowed DNS queries
 		// of the sandbox are forwarded (its DNS listeners need it).
 		std::optional<sockaddr_storage> dnsUpstream;
+		// The networks gvm hands out to sandboxes (another sandbox's
+		// host address is no upstream).
+		std::vector<Cidr> sandboxPool;
 	};
 
 	static Result<std::unique_ptr<Proxy>> create(Loop &loop, Setup setup,
@@ -141,6 +144,7 @@ private:
 	std::unique_ptr<CertificateAuthority> ca_;
 	UpstreamTls upstreamTls_;
 	std::vector<sockaddr_storage> hostAddresses_;
+	std::vector<Cidr> sandboxPool_;
 	Notify notify_;
 	bssl::UniquePtr<SSL_CTX> interceptCtx_;
 	std::shared_ptr<const policy::Engine> engine_;

@@ -98,6 +98,13 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 			return fail(std::move(address).error().wrap("reading dns_upstream"));
 		dnsUpstream = *address;
 	}
+	std::vector<Cidr> sandboxPool;
+	if (std::string text = stringParam(params, "sandbox_pool"); !text.empty()) {
+		auto pool = Cidr::parse(text);
+		if (!pool)
+			return fail(std::move(pool).error().wrap("reading sandbox_pool"));
+		sandboxPool.push_back(*pool);
+	}
 	Proxy::Setup setup{sandbox, monitor, std::move(*ca), std::move(*tls), resources_.hostAddresses,
 			   [this](const std::string &method, nlohmann::json p, Proxy::Delivery delivery) {
 				   std::string line = rpc::encodeNotification(method, p);
@@ -106,7 +113,7 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 				   else
 					   control_.send(std::move(line));
 			   },
-			   dnsUpstream};
+			   dnsUpstream, std::move(sandboxPool)};
 	auto proxy = Proxy::create(loop_, std::move(setup), *engine);
 	if (!proxy)
 		return fail(std::move(proxy).error());

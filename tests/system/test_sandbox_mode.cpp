@@ -766,7 +766,12 @@ TEST_CASE("the agent runs as the caller, without capabilities, in its own namesp
 				  "    print('connect', type(e).__name__)\n"
 				  "r = os.environ['GVMD_RUNTIME']\n"
 				  "print('runtime', os.listdir(r) if os.path.isdir(r) else 'absent')\n"
-				  "print('audit', os.path.exists(os.environ['GVMD_STATE'] + '/audit/audit.jsonl'))\n";
+				  "print('audit', os.path.exists(os.environ['GVMD_STATE'] + '/audit/audit.jsonl'))\n"
+				  "init = {}\n"
+				  "for line in open('/proc/1/status'):\n"
+				  "    k, _, v = line.partition(':')\n"
+				  "    init[k] = v.strip()\n"
+				  "print('init', init['Name'], init['CapEff'], init['CapBnd'], 'nnp', init['NoNewPrivs'])\n";
 	auto check = [&](const RunResult &r, const std::string &uid) {
 		INFO(r.out << r.err << h.diagnostics());
 		REQUIRE(r.status == 0);
@@ -776,7 +781,7 @@ TEST_CASE("the agent runs as the caller, without capabilities, in its own namesp
 		std::vector<std::string> l;
 		for (std::string line; std::getline(lines, line);)
 			l.push_back(line);
-		REQUIRE(l.size() == 8);
+		REQUIRE(l.size() == 9);
 		CHECK(l[0] == "uid " + uid + " " + uid);
 		CHECK(l[1] == "caps 0000000000000000 0000000000000000 0000000000000000 0000000000000000 nnp 1");
 		CHECK(l[2] == "hostname gvm-" + id);
@@ -797,6 +802,8 @@ TEST_CASE("the agent runs as the caller, without capabilities, in its own namesp
 		// cannot be seen.
 		CHECK((l[6] == "runtime []" || l[6] == "runtime absent"));
 		CHECK(l[7] == "audit False");
+		// The sandbox's init keeps CAP_KILL (bit 5) only, to pass signals on.
+		CHECK(l[8] == "init gvm-init 0000000000000020 0000000000000020 nnp 1");
 	};
 	const std::vector<std::string> env = {"env",   "GVMD_SOCKET=" + h.socket, "GVMD_RUNTIME=" + h.runtime,
 					      "GVMD_STATE=" + h.state, kPython, "-c", probe};
