@@ -3,6 +3,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <sys/socket.h>
 
 #include "common/fd_passing.h"
@@ -92,29 +94,49 @@ void LineChannel::onReadable()
 		closeAfterFlush();
 		return;
 	}
-	for (auto &fd : received->fds) {
-		if (receivedFds_.size() >= kMaxPassedFds) {
-			// More descriptors than any message can use: a
-			// misbehaving peer. Drop it rather than hoard fds.
-			send(rpc::encodeError(nullptr, {rpc::kInvalidRequest, "too many file descriptors", nullptr}));
-			closeAfterFlush();
-			return;
-		}
-		receivedFds_.push_back(std::move(fd));
+	if (receivedFds_.size() + received->fds.size() > kMaxPassedFds) {
+		// More descriptors than any message can use: a misbehaving
+		// peer. Drop it rather than hoard fds.
+		send(rpc::encodeError(nullptr, {rpc::kInvalidRequest, "too many file descriptors", nullptr}));
+		closeAfterFlush();
+		return;
 	}
 
+	// Which line the descriptors of this read belong to. The kernel ends a
+	// read right after the data that carried descriptors but may put
+	// earlier data before it, and a sender puts a line with descriptors in
+	// a sendmsg() of its own: they belong to the last line that starts in
+	// this read (still incomplete when the read does not end a line).
+	// Descriptors of earlier reads wait for the line they came with, the
+	// first one completed now.
+	const std::string_view chunk(buf, received->bytes);
 	std::vector<std::string> lines;
-	auto fed = framer_.feed(std::string_view(buf, received->bytes), &lines);
-	for (const std::string &line : lines) {
+	auto fed = framer_.feed(chunk, &lines);
+	std::vector<UniqueFd> earlier = std::move(receivedFds_);
+	receivedFds_.clear();
+	std::optional<size_t> owner;
+	if (!received->fds.empty()) {
+		if (chunk.back() != '\n' || lines.empty())
+			receivedFds_ = std::move(received->fds);
+		else
+			owner = lines.size() - 1;
+	}
+	for (size_t i = 0; i < lines.size(); ++i) {
 		if (state_ != State::Open)
 			return;
-		if (line.empty())
-			continue;
-		// Descriptors belong to the message they arrived with.
-		std::vector<UniqueFd> fds = std::move(receivedFds_);
-		receivedFds_.clear();
-		callbacks_.onLine(line, fds);
+		std::vector<UniqueFd> fds;
+		if (i == 0)
+			fds = std::move(earlier);
+		if (owner && *owner == i)
+			for (UniqueFd &fd : received->fds)
+				fds.push_back(std::move(fd));
+		if (lines[i].empty())
+			continue; // any descriptors close
+		callbacks_.onLine(lines[i], fds);
 	}
+	if (lines.empty() && !earlier.empty())
+		receivedFds_.insert(receivedFds_.begin(), std::make_move_iterator(earlier.begin()),
+				    std::make_move_iterator(earlier.end()));
 	if (!fed && state_ == State::Open) {
 		// An oversized message cannot be resynchronised: answer and hang up.
 		send(rpc::encodeError(nullptr, rpc::toRpcError(fed.error())));
@@ -144,6 +166,28 @@ void LineChannel::send(std::string line)
 		flush();
 }
 
+void LineChannel::send(std::string line, std::vector<UniqueFd> fds)
+{
+	if (fds.empty()) {
+		send(std::move(line));
+		return;
+	}
+	if (fds.size() > kMaxPassedFds || line.empty()) {
+		close("too many descriptors to send");
+		return;
+	}
+	if (outputOffset_ == output_.size()) {
+		output_.clear();
+		outputOffset_ = 0;
+	}
+	const size_t at = output_.size();
+	const size_t length = line.size();
+	if (!enqueue(line))
+		return;
+	outputFds_.push_back({at, length, std::move(fds)});
+	flush();
+}
+
 void LineChannel::sendBatched(std::string line)
 {
 	if (!enqueue(line) || uv_is_active(batchFlush_.base()))
@@ -158,8 +202,28 @@ void LineChannel::sendBatched(std::string line)
 void LineChannel::flush()
 {
 	while (outputOffset_ < output_.size()) {
-		ssize_t n = ::send(fd_.get(), output_.data() + outputOffset_, output_.size() - outputOffset_,
-				   MSG_NOSIGNAL | MSG_DONTWAIT);
+		// Up to the next byte that carries descriptors, or with them.
+		size_t end = output_.size();
+		ssize_t n;
+		if (!outputFds_.empty() && outputFds_.front().at == outputOffset_) {
+			end = outputFds_.front().at + outputFds_.front().length;
+			std::vector<int> raw;
+			for (const UniqueFd &fd : outputFds_.front().fds)
+				raw.push_back(fd.get());
+			auto sent = sendWithFds(fd_.get(), std::string_view(output_).substr(outputOffset_, end - outputOffset_),
+						raw);
+			if (sent) {
+				n = static_cast<ssize_t>(*sent);
+				outputFds_.pop_front();
+			} else {
+				errno = sent.error().code();
+				n = -1;
+			}
+		} else {
+			if (!outputFds_.empty())
+				end = outputFds_.front().at;
+			n = ::send(fd_.get(), output_.data() + outputOffset_, end - outputOffset_, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/json_rpc.h"
@@ -56,6 +58,9 @@ public:
 	// pass of the loop, just before it waits again: many messages, one
 	// system call. Order with send() is kept.
 	void sendBatched(std::string line);
+	// Queues one line with descriptors attached to its first byte
+	// (SCM_RIGHTS; at most kMaxPassedFds). They close here once sent.
+	void send(std::string line, std::vector<UniqueFd> fds);
 	// Stops reading, writes what is queued, then closes.
 	void closeAfterFlush();
 	// Closes now.
@@ -79,6 +84,15 @@ private:
 	rpc::LineFramer framer_;
 	std::string output_;
 	size_t outputOffset_ = 0;
+	// Lines of output_ that carry descriptors, in order: each goes out in
+	// a sendmsg() of its own (the receiver attributes descriptors to the
+	// last line that starts in what it read, see onReadable()).
+	struct FdLine {
+		size_t at;
+		size_t length;
+		std::vector<UniqueFd> fds;
+	};
+	std::deque<FdLine> outputFds_;
 	std::vector<UniqueFd> receivedFds_;
 };
 

@@ -472,15 +472,24 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 
 	auto sandbox = std::make_unique<Sandbox>(loop_, std::move(info), ctx.connection.id());
 	sandbox->network = std::move(network);
-	auto worker = WorkerProcess::spawn(
-		loop_, config_.workerPath,
-		{[this, id](const std::string &method, const rpc::Json &p) { onWorkerNotification(id, method, p); },
-		 [this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); }},
-		config_.workerLogLevel, std::move(listeners));
-	if (!worker)
-		return fail(std::move(worker).error().wrap("launching sandbox " + id));
-	const pid_t workerPid = (*worker)->pid();
-	sandbox->setWorker(std::move(*worker));
+	// A worker started ahead (it has exec'd, read the host's trust store
+	// and confined itself) takes most of the start-up off the launch; its
+	// listening sockets come with worker.configure.
+	WorkerProcess::Callbacks workerCallbacks{
+		[this, id](const std::string &method, const rpc::Json &p) { onWorkerNotification(id, method, p); },
+		[this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); }};
+	std::unique_ptr<WorkerProcess> worker = takeSpareWorker();
+	if (worker) {
+		worker->setCallbacks(std::move(workerCallbacks));
+	} else {
+		auto spawned = WorkerProcess::spawn(loop_, config_.workerPath, std::move(workerCallbacks),
+						    config_.workerLogLevel);
+		if (!spawned)
+			return fail(std::move(spawned).error().wrap("launching sandbox " + id));
+		worker = std::move(*spawned);
+	}
+	const pid_t workerPid = worker->pid();
+	sandbox->setWorker(std::move(worker));
 
 	for (size_t i = 0; i < 3; ++i)
 		sandbox->stdio[i] = std::move(ctx.fds[i]);
@@ -513,8 +522,52 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	rollback.release();
 	GVM_LOG(Daemon, Info) << "sandbox " << id << ": launching '" << (*argv)[0] << "' for uid " << ctx.peer.uid
 			      << " (pid " << ctx.peer.pid << "), worker " << workerPid;
-	w->call("worker.configure", configure, [this, id](Result<rpc::Json> r) { onConfigured(id, std::move(r)); });
+	rpc::Json names = rpc::Json::array();
+	std::vector<UniqueFd> fds;
+	for (auto &[kind, fd] : listeners) {
+		names.push_back(kind);
+		fds.push_back(std::move(fd));
+	}
+	configure["listeners"] = std::move(names);
+	// gvmd keeps no copy of the listening sockets (they go with the
+	// message): once the worker is gone, nothing listens there.
+	w->call(
+		"worker.configure", configure, [this, id](Result<rpc::Json> r) { onConfigured(id, std::move(r)); },
+		std::move(fds));
+	// The next launch's worker starts now, after this one's answer.
+	loop_.post([this] { prepareSpareWorker(); });
 	return rpc::Json();
+}
+
+std::unique_ptr<WorkerProcess> SandboxManager::takeSpareWorker()
+{
+	std::unique_ptr<WorkerProcess> spare = std::move(spare_);
+	if (spare && !spare->running())
+		spare.reset();
+	return spare;
+}
+
+void SandboxManager::prepareSpareWorker()
+{
+	if (spare_ || stopping_)
+		return;
+	auto spawned = WorkerProcess::spawn(
+		loop_, config_.workerPath,
+		{[](const std::string &, const rpc::Json &) {},
+		 [this](int64_t status, int sig) {
+			 GVM_LOG(Daemon, Warning) << "the spare proxy worker exited ("
+						  << (sig > 0 ? "signal " + std::to_string(sig) : "status " + std::to_string(status))
+						  << "); the next launch starts its own";
+			 // Inside its callback: destroyed later.
+			 if (spare_)
+				 loop_.deleteLater(std::move(spare_));
+		 }},
+		config_.workerLogLevel);
+	if (!spawned) {
+		GVM_LOG(Daemon, Warning) << spawned.error().message() << " (a spare proxy worker), ignoring";
+		return;
+	}
+	spare_ = std::move(*spawned);
 }
 
 void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> result)
@@ -753,6 +806,8 @@ void SandboxManager::shutdown()
 	// Not inside any sandbox's callback here: destroying them now kills
 	// and reaps their workers.
 	sandboxes_.clear();
+	stopping_ = true;
+	spare_.reset();
 }
 
 Result<rpc::Json> SandboxManager::signal(CallContext &ctx, const rpc::Json &params)

@@ -97,6 +97,10 @@ private:
 	// Removes the sandbox: its directory now, the object (and with it the
 	// worker) after the current callback.
 	void remove(const std::string &id);
+	// The worker started ahead for the next launch, if it is still there.
+	std::unique_ptr<WorkerProcess> takeSpareWorker();
+	// Starts that worker (after a launch, off its path).
+	void prepareSpareWorker();
 
 	Loop &loop_;
 	RpcServer &server_;
@@ -105,6 +109,8 @@ private:
 	Config config_;
 	std::optional<net::AddressPool> pool_;
 	std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
+	std::unique_ptr<WorkerProcess> spare_;
+	bool stopping_ = false;
 };
 
 } // namespace gvm::daemon

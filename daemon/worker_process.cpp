@@ -110,7 +110,8 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(Loop &loop, const st
 	return worker;
 }
 
-void WorkerProcess::call(const std::string &method, const rpc::Json &params, ResponseHandler handler)
+void WorkerProcess::call(const std::string &method, const rpc::Json &params, ResponseHandler handler,
+			 std::vector<UniqueFd> fds)
 {
 	if (!control_ || control_->state() != LineChannel::State::Open) {
 		loop_.post([handler = std::move(handler)] {
@@ -120,7 +121,7 @@ void WorkerProcess::call(const std::string &method, const rpc::Json &params, Res
 	}
 	int64_t id = nextId_++;
 	pending_[id] = std::move(handler);
-	control_->send(rpc::encodeRequest(id, method, params));
+	control_->send(rpc::encodeRequest(id, method, params), std::move(fds));
 }
 
 void WorkerProcess::onLine(const std::string &line)

@@ -58,7 +58,11 @@ public:
 
 	// Calls a control method; the handler runs once, with the result or an
 	// error (including the worker going away first).
-	void call(const std::string &method, const rpc::Json &params, ResponseHandler handler);
+	void call(const std::string &method, const rpc::Json &params, ResponseHandler handler,
+		  std::vector<UniqueFd> fds = {});
+	// A worker started ahead of its sandbox (a spare) learns whom it
+	// serves: notifications and the exit go to these from now on.
+	void setCallbacks(Callbacks callbacks) { callbacks_ = std::move(callbacks); }
 	void kill(int signum);
 
 private:

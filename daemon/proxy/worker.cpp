@@ -27,7 +27,7 @@ std::string stringParam(const rpc::Json &params, const char *name, std::string f
 Worker::Worker(Loop &loop, UniqueFd control, WorkerResources resources)
 	: loop_(loop),
 	  control_(loop, std::move(control),
-		   {[this](const std::string &line, std::vector<UniqueFd> &) { onLine(line); },
+		   {[this](const std::string &line, std::vector<UniqueFd> &fds) { onLine(line, fds); },
 		    [this](const std::string &why) {
 			    GVM_LOG(Proxy, Info) << "gvmd closed the control channel" << (why.empty() ? "" : ": " + why)
 						 << "; stopping";
@@ -71,13 +71,28 @@ rpc::Json Worker::describePolicy() const
 		{"mode", monitor ? "monitor" : "enforce"}};
 }
 
-Result<rpc::Json> Worker::configure(const rpc::Json &params)
+Result<rpc::Json> Worker::configure(const rpc::Json &params, std::vector<UniqueFd> &fds)
 {
 	if (engine_)
 		return fail(invalidParams("already configured"));
 	std::string sandbox = stringParam(params, "sandbox");
 	if (sandbox.empty())
 		return fail(invalidParams("\"sandbox\" must be a non-empty string"));
+	// Listening sockets may come with the request (a worker started ahead
+	// of its sandbox): "listeners" names them, in the order passed.
+	std::vector<std::pair<ListenerKind, UniqueFd>> passed;
+	if (params.contains("listeners")) {
+		const rpc::Json &names = params["listeners"];
+		if (!names.is_array() || names.size() != fds.size())
+			return fail(invalidParams("\"listeners\" must name each descriptor passed, got " +
+						  std::to_string(fds.size()) + " descriptors"));
+		for (size_t i = 0; i < names.size(); ++i) {
+			auto kind = names[i].is_string() ? parseListenerKind(names[i].get<std::string>()) : std::nullopt;
+			if (!kind)
+				return fail(invalidParams("unknown listener " + names[i].dump()));
+			passed.emplace_back(*kind, std::move(fds[i]));
+		}
+	}
 	auto engine = parsePolicy(params);
 	if (!engine)
 		return fail(std::move(engine).error());
@@ -120,6 +135,8 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params)
 	for (auto &[kind, fd] : resources_.listeners)
 		GVM_TRY_VOID((*proxy)->addListener(kind, std::move(fd)), "serving the sandbox");
 	resources_.listeners.clear();
+	for (size_t i = 0; i < passed.size(); ++i)
+		GVM_TRY_VOID((*proxy)->addListener(passed[i].first, std::move(passed[i].second)), "serving the sandbox");
 
 	sandbox_ = std::move(sandbox);
 	forceMonitor_ = monitor;
@@ -146,7 +163,7 @@ Result<rpc::Json> Worker::reload(const rpc::Json &params)
 	return describePolicy();
 }
 
-void Worker::onLine(const std::string &line)
+void Worker::onLine(const std::string &line, std::vector<UniqueFd> &fds)
 {
 	rpc::DecodedRequest decoded = rpc::decodeRequest(line);
 	if (!decoded.request) {
@@ -156,7 +173,7 @@ void Worker::onLine(const std::string &line)
 	const rpc::Request &req = *decoded.request;
 	Result<rpc::Json> result = fail(Error(ErrorDomain::Rpc, rpc::kMethodNotFound, "method not found: " + req.method));
 	if (req.method == "worker.configure") {
-		result = configure(req.params);
+		result = configure(req.params, fds);
 	} else if (req.method == "policy.reload") {
 		result = reload(req.params);
 	} else if (req.method == "hold.answer") {

@@ -32,7 +32,8 @@ struct WorkerResources {
 // could be recorded, so none is made).
 //
 // Control methods (JSON-RPC from gvmd):
-//   worker.configure {sandbox, uid, policy_text, policy_file, monitor, upstream_ca_pem}
+//   worker.configure {sandbox, uid, policy_text, policy_file, monitor, upstream_ca_pem,
+//                     dns_upstream, sandbox_pool, listeners} (+ listening sockets)
 //                    -> {policy, sha256, rules, mode, ca_pem}
 //   policy.reload    {policy_text, policy_file}  -> {policy, sha256, rules, mode}
 //   hold.answer      {request_id, approve}       -> {request_id, found}
@@ -49,9 +50,9 @@ public:
 
 private:
 	Worker(Loop &loop, UniqueFd control, WorkerResources resources);
-	void onLine(const std::string &line);
+	void onLine(const std::string &line, std::vector<UniqueFd> &fds);
 	Result<std::shared_ptr<const policy::Engine>> parsePolicy(const rpc::Json &params);
-	Result<rpc::Json> configure(const rpc::Json &params);
+	Result<rpc::Json> configure(const rpc::Json &params, std::vector<UniqueFd> &fds);
 	Result<rpc::Json> reload(const rpc::Json &params);
 	rpc::Json describePolicy() const;
 

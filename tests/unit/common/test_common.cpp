@@ -347,6 +347,59 @@ TEST_CASE("LineChannel batches lines until the loop waits, and send() keeps the 
 	CHECK(seenAfterSend == "three\nfour\n");
 }
 
+TEST_CASE("LineChannel passes descriptors with their line, whatever the reads merge", "[line-channel]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	std::vector<std::pair<std::string, size_t>> got; // line, descriptors with it
+	UniqueFd received;
+	std::unique_ptr<LineChannel> receiver;
+	LineChannel sender(**loop, UniqueFd(sv[0]), {[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
+			   "sender");
+	int pipeFds[2];
+	REQUIRE(::pipe2(pipeFds, O_CLOEXEC) == 0);
+	UniqueFd pipeRead(pipeFds[0]);
+	// All three lines are in the socket before the receiver reads: the
+	// kernel hands "before" and "with-fd" over in one read.
+	sender.send("before\n");
+	std::vector<UniqueFd> passed;
+	passed.emplace_back(pipeFds[1]);
+	sender.send("with-fd\n", std::move(passed));
+	sender.send("after\n");
+	Timer guard(**loop, [&] {
+		receiver->close();
+		sender.close();
+	});
+	receiver = std::make_unique<LineChannel>(
+		**loop, UniqueFd(sv[1]),
+		LineChannel::Callbacks{[&](const std::string &line, std::vector<UniqueFd> &fds) {
+					       got.emplace_back(line, fds.size());
+					       if (!fds.empty())
+						       received = std::move(fds[0]);
+					       if (got.size() == 3) {
+						       receiver->close();
+						       sender.close();
+						       guard.stop();
+					       }
+				       },
+				       nullptr},
+		"receiver");
+	guard.start(5000);
+	(*loop)->run();
+	REQUIRE(got.size() == 3);
+	CHECK(got[0] == std::make_pair(std::string("before"), size_t{0}));
+	CHECK(got[1] == std::make_pair(std::string("with-fd"), size_t{1}));
+	CHECK(got[2] == std::make_pair(std::string("after"), size_t{0}));
+	// The descriptor received is the pipe's write end.
+	REQUIRE(received);
+	REQUIRE(::write(received.get(), "x", 1) == 1);
+	char c = 0;
+	CHECK(::read(pipeRead.get(), &c, 1) == 1);
+	CHECK(c == 'x');
+}
+
 TEST_CASE("parseUrl splits what policies match on", "[url]")
 {
 	auto u = parseUrl("HTTPS://API.GitHub.com/graphql?x=1#frag");
