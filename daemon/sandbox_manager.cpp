@@ -319,7 +319,7 @@ std::string SandboxManager::newId() const
 		}
 		char hex[9];
 		std::snprintf(hex, sizeof(hex), "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
-		if (!sandboxes_.count(hex))
+		if (!sandboxes_.count(hex) && !(spareNetwork_ && spareNetwork_->id() == hex))
 			return hex;
 	}
 }
@@ -402,7 +402,12 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 		return fail(std::move(caller).error());
 
 	SandboxInfo info;
-	info.id = newId();
+	// A network made ahead (namespace, veth, nftables) gives the sandbox
+	// its id.
+	std::unique_ptr<net::SandboxNetwork> network;
+	if (!*cooperative)
+		network = std::move(spareNetwork_);
+	info.id = network ? network->id() : newId();
 	info.name = *name;
 	info.uid = ctx.peer.uid;
 	info.gid = ctx.peer.gid;
@@ -427,7 +432,6 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 		return fail(Error::fromErrno(errno, "setting the mode of " + info.dir));
 
 	std::vector<WorkerProcess::Listener> listeners;
-	std::unique_ptr<net::SandboxNetwork> network;
 	if (*cooperative) {
 		auto listener = makeProxyListener();
 		if (!listener)
@@ -435,16 +439,12 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 		info.proxyUrl = "http://127.0.0.1:" + std::to_string(listener->second);
 		listeners.emplace_back("explicit", std::move(listener->first));
 	} else {
-		if (!pool_) {
-			auto pool = net::AddressPool::create(config_.network.pool);
-			if (!pool)
-				return fail(std::move(pool).error().wrap("reading the sandbox address pool"));
-			pool_.emplace(std::move(*pool));
+		if (!network) {
+			auto created = createNetwork(id);
+			if (!created)
+				return fail(std::move(created).error().wrap("creating the network of sandbox " + id));
+			network = std::move(*created);
 		}
-		auto created = net::SandboxNetwork::create(id, config_.network, *pool_);
-		if (!created)
-			return fail(std::move(created).error().wrap("creating the network of sandbox " + id));
-		network = std::move(*created);
 		auto transparent = network->transparentListener();
 		if (!transparent)
 			return fail(std::move(transparent).error().wrap("launching sandbox " + id));
@@ -534,9 +534,21 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	w->call(
 		"worker.configure", configure, [this, id](Result<rpc::Json> r) { onConfigured(id, std::move(r)); },
 		std::move(fds));
-	// The next launch's worker starts now, after this one's answer.
-	loop_.post([this] { prepareSpareWorker(); });
+	// The next launch's worker (and network) start now, after this one.
+	usedSandboxMode_ = usedSandboxMode_ || !*cooperative;
+	loop_.post([this] { prepareSpares(); });
 	return rpc::Json();
+}
+
+Result<std::unique_ptr<net::SandboxNetwork>> SandboxManager::createNetwork(const std::string &id)
+{
+	if (!pool_) {
+		auto pool = net::AddressPool::create(config_.network.pool);
+		if (!pool)
+			return fail(std::move(pool).error().wrap("reading the sandbox address pool"));
+		pool_.emplace(std::move(*pool));
+	}
+	return net::SandboxNetwork::create(id, config_.network, *pool_);
 }
 
 std::unique_ptr<WorkerProcess> SandboxManager::takeSpareWorker()
@@ -547,9 +559,21 @@ std::unique_ptr<WorkerProcess> SandboxManager::takeSpareWorker()
 	return spare;
 }
 
-void SandboxManager::prepareSpareWorker()
+void SandboxManager::prepareSpares()
 {
-	if (spare_ || stopping_)
+	if (stopping_)
+		return;
+	// The next sandbox's network too, once sandbox mode has been used: a
+	// namespace and veth pair nobody uses yet (gvm<id>, its id taken).
+	if (!spareNetwork_ && usedSandboxMode_ && ::geteuid() == 0) {
+		std::string id = newId();
+		auto created = createNetwork(id);
+		if (created)
+			spareNetwork_ = std::move(*created);
+		else
+			GVM_LOG(Daemon, Warning) << created.error().message() << " (a network made ahead), ignoring";
+	}
+	if (spare_)
 		return;
 	auto spawned = WorkerProcess::spawn(
 		loop_, config_.workerPath,
@@ -808,6 +832,7 @@ void SandboxManager::shutdown()
 	sandboxes_.clear();
 	stopping_ = true;
 	spare_.reset();
+	spareNetwork_.reset();
 }
 
 Result<rpc::Json> SandboxManager::signal(CallContext &ctx, const rpc::Json &params)

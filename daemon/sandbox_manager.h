@@ -99,8 +99,10 @@ private:
 	void remove(const std::string &id);
 	// The worker started ahead for the next launch, if it is still there.
 	std::unique_ptr<WorkerProcess> takeSpareWorker();
-	// Starts that worker (after a launch, off its path).
-	void prepareSpareWorker();
+	// Starts that worker and makes the next sandbox's network (after a
+	// launch, off its path).
+	void prepareSpares();
+	Result<std::unique_ptr<net::SandboxNetwork>> createNetwork(const std::string &id);
 
 	Loop &loop_;
 	RpcServer &server_;
@@ -110,6 +112,8 @@ private:
 	std::optional<net::AddressPool> pool_;
 	std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
 	std::unique_ptr<WorkerProcess> spare_;
+	std::unique_ptr<net::SandboxNetwork> spareNetwork_;
+	bool usedSandboxMode_ = false;
 	bool stopping_ = false;
 };
 
