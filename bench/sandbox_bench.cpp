@@ -69,6 +69,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <thread>
+#include <net/if.h>
 #include <unistd.h>
 #include <vector>
 
@@ -574,9 +575,11 @@ void measureDescendants(pid_t gvmd, FiftyFigures *f)
 			if (info.first != parent)
 				continue;
 			frontier.push_back(pid);
-			MemoryGroup &g = info.second == "gvm-worker" ? f->workers
-					 : info.second == "gvmd"     ? f->inits
-								     : f->agents;
+			// A sandbox's init is a fork of gvmd that names itself
+			// gvm-init once the agent runs.
+			MemoryGroup &g = info.second == "gvm-worker"                      ? f->workers
+					 : info.second == "gvm-init" || info.second == "gvmd" ? f->inits
+											      : f->agents;
 			g.count++;
 			g.pssKiB += pssKiB(pid);
 		}
@@ -702,10 +705,19 @@ FiftyFigures runFifty(const Bench &b)
 	for (Agent &a : agents)
 		if (!a.gvmctl->wait(std::chrono::duration_cast<milliseconds>(stopDeadline - Clock::now())))
 			a.gvmctl->stop(SIGTERM, kStopGrace);
-	while (countLinks(kGvmLinkPrefix) > 0 && Clock::now() < stopDeadline)
+	// The sandboxes' own links (gvmd may also hold one made ahead for the
+	// next launch).
+	auto linksOfAgents = [&] {
+		size_t left = 0;
+		for (const Agent &a : agents)
+			if (!a.id.empty() && ::if_nametoindex((std::string(kGvmLinkPrefix) + a.id).c_str()) != 0)
+				++left;
+		return left;
+	};
+	while (linksOfAgents() > 0 && Clock::now() < stopDeadline)
 		std::this_thread::sleep_for(milliseconds(1));
 	f.stopAllMs = ms(Clock::now() - stopStart);
-	f.linksLeft = countLinks(kGvmLinkPrefix);
+	f.linksLeft = linksOfAgents();
 	if (f.error.empty() && f.stopFailures > 0)
 		f.error = std::to_string(f.stopFailures) + " gvmctl stop failed: " + lastLines(b.gvmctlLog, 400);
 	if (f.error.empty() && f.linksLeft > 0)

@@ -319,7 +319,7 @@ std::string SandboxManager::newId() const
 		}
 		char hex[9];
 		std::snprintf(hex, sizeof(hex), "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
-		if (!sandboxes_.count(hex) && !(spareNetwork_ && spareNetwork_->id() == hex))
+		if (!sandboxes_.count(hex) && !(spareNetwork_ && spareNetwork_->id() == hex) && networkInFlight_ != hex)
 			return hex;
 	}
 }
@@ -540,14 +540,23 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	return rpc::Json();
 }
 
+bool SandboxManager::ensurePool()
+{
+	if (pool_)
+		return true;
+	auto pool = net::AddressPool::create(config_.network.pool);
+	if (!pool) {
+		GVM_LOG(Daemon, Warning) << pool.error().message() << " (the sandbox address pool)";
+		return false;
+	}
+	pool_ = std::make_shared<net::AddressPool>(std::move(*pool));
+	return true;
+}
+
 Result<std::unique_ptr<net::SandboxNetwork>> SandboxManager::createNetwork(const std::string &id)
 {
-	if (!pool_) {
-		auto pool = net::AddressPool::create(config_.network.pool);
-		if (!pool)
-			return fail(std::move(pool).error().wrap("reading the sandbox address pool"));
-		pool_.emplace(std::move(*pool));
-	}
+	if (!ensurePool())
+		return fail(Error::fromErrno(EINVAL, "reading the sandbox address pool " + config_.network.pool));
 	return net::SandboxNetwork::create(id, config_.network, *pool_);
 }
 
@@ -565,13 +574,45 @@ void SandboxManager::prepareSpares()
 		return;
 	// The next sandbox's network too, once sandbox mode has been used: a
 	// namespace and veth pair nobody uses yet (gvm<id>, its id taken).
-	if (!spareNetwork_ && usedSandboxMode_ && ::geteuid() == 0) {
-		std::string id = newId();
-		auto created = createNetwork(id);
-		if (created)
-			spareNetwork_ = std::move(*created);
-		else
-			GVM_LOG(Daemon, Warning) << created.error().message() << " (a network made ahead), ignoring";
+	// Made on a thread of libuv's pool: setns() there moves only that
+	// thread, and the loop goes on serving the launch that asked.
+	if (!spareNetwork_ && !networkInFlight_ && usedSandboxMode_ && ::geteuid() == 0 && ensurePool()) {
+		struct Work {
+			uv_work_t req{};
+			SandboxManager *self;
+			std::weak_ptr<bool> alive;
+			std::string id;
+			net::NetworkConfig config;
+			std::shared_ptr<net::AddressPool> pool; // outlives result
+			Result<std::unique_ptr<net::SandboxNetwork>> result = std::unique_ptr<net::SandboxNetwork>();
+		};
+		auto *work = new Work{{}, this, alive_, newId(), config_.network, pool_};
+		work->req.data = work;
+		networkInFlight_ = work->id;
+		int r = uv_queue_work(
+			loop_.get(), &work->req,
+			[](uv_work_t *req) {
+				auto *w = static_cast<Work *>(req->data);
+				w->result = net::SandboxNetwork::create(w->id, w->config, *w->pool);
+			},
+			[](uv_work_t *req, int) {
+				std::unique_ptr<Work> w(static_cast<Work *>(req->data));
+				if (w->alive.expired())
+					return; // the manager is gone: the network goes too
+				SandboxManager *self = w->self;
+				self->networkInFlight_.reset();
+				if (!w->result) {
+					GVM_LOG(Daemon, Warning) << w->result.error().message()
+								 << " (a network made ahead), ignoring";
+					return;
+				}
+				if (!self->stopping_ && !self->spareNetwork_)
+					self->spareNetwork_ = std::move(*w->result);
+			});
+		if (r < 0) {
+			networkInFlight_.reset();
+			delete work;
+		}
 	}
 	if (spare_)
 		return;

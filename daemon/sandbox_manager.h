@@ -103,16 +103,22 @@ private:
 	// launch, off its path).
 	void prepareSpares();
 	Result<std::unique_ptr<net::SandboxNetwork>> createNetwork(const std::string &id);
+	bool ensurePool();
 
 	Loop &loop_;
 	RpcServer &server_;
 	AuditLog &audit_;
 	DecisionSubscribers &subscribers_;
 	Config config_;
-	std::optional<net::AddressPool> pool_;
+	// Shared with a network being made ahead on a pool thread, which may
+	// finish after the manager is gone.
+	std::shared_ptr<net::AddressPool> pool_;
+	std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 	std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;
 	std::unique_ptr<WorkerProcess> spare_;
 	std::unique_ptr<net::SandboxNetwork> spareNetwork_;
+	// The id of the network being made ahead on a pool thread.
+	std::optional<std::string> networkInFlight_;
 	bool usedSandboxMode_ = false;
 	bool stopping_ = false;
 };

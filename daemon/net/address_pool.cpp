@@ -159,6 +159,7 @@ Result<Block> AddressPool::allocate()
 
 Result<Block> AddressPool::allocate(const std::vector<HostNetwork> &host)
 {
+	std::lock_guard lock(*mutex_);
 	uint32_t shadowed = 0;
 	const HostNetwork *firstShadow = nullptr;
 	for (uint32_t i = 0; i < blockCount_; ++i) {
@@ -204,6 +205,7 @@ Result<Block> AddressPool::allocate(const std::vector<HostNetwork> &host)
 
 void AddressPool::release(const Block &block)
 {
+	std::lock_guard lock(*mutex_);
 	uint32_t network = ntohl(block.network.s_addr);
 	if (network < base_)
 		return;

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <netinet/in.h>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -39,8 +41,9 @@ Result<std::vector<HostNetwork>> readHostNetworks();
 // Hands out /30 blocks of an IPv4 pool to sandboxes. A block is never given
 // while another live sandbox holds it, nor when it overlaps a route or
 // address of the host (it would shadow or be shadowed by a real network);
-// the host is read again at each allocation. Owned by gvmd's sandbox manager,
-// used from its loop thread only; it must outlive the SandboxNetworks that
+// the host is read again at each allocation. Owned by gvmd's sandbox manager;
+// allocate() and release() may be called from any thread (a network is made
+// ahead on a thread of the loop's pool); it must outlive the SandboxNetworks that
 // hold its blocks. Allocation goes round the pool rather than reusing the
 // block just released, so a new sandbox does not inherit conntrack entries
 // of the previous one.
@@ -62,7 +65,11 @@ public:
 
 	const std::string &cidr() const { return cidr_; }
 	uint32_t blockCount() const { return blockCount_; }
-	size_t inUse() const { return used_.size(); }
+	size_t inUse() const
+	{
+		std::lock_guard lock(*mutex_);
+		return used_.size();
+	}
 
 private:
 	AddressPool(std::string cidr, uint32_t base, uint32_t blockCount)
@@ -75,6 +82,9 @@ private:
 	uint32_t blockCount_; // number of /30 blocks
 	uint32_t next_ = 0;   // index to try first
 	std::set<uint32_t> used_; // block indexes
+	// gvmd makes a network ahead on a thread of its own while its loop
+	// may release another's block: allocate() and release() lock.
+	std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();
 };
 
 } // namespace gvm::net
