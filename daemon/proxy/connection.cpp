@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "common/json_rpc.h"
+#include "common/json_writer.h"
 #include "common/log.h"
 #include "daemon/proxy/client_hello.h"
 
@@ -1083,25 +1084,28 @@ void Connection::report(Proxy::Delivery delivery)
 	x.reported = true;
 	auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - x.started);
 	bool monitor = x.decision.mode == policy::Mode::Monitor || proxy_.forceMonitor();
-	nlohmann::json record = {
-		{"kind", x.kind},
-		{"method", x.kind == "http" ? x.head.method : ""},
-		{"host", x.host},
-		{"port", x.port},
-		{"path", x.path},
-		{"rule", x.decision.rule},
-		{"action", policy::toString(x.recorded)},
-		{"mode", monitor ? "monitor" : "enforce"},
-		{"status", x.status},
-		{"bytes_out", x.bytesOut},
-		{"bytes_in", x.bytesIn},
-		{"latency_us", latency.count()},
-		{"reason", x.reason},
-		{"request_id", x.requestId},
-		{"policy", x.engine ? x.engine->name() : ""},
-		{"policy_sha256", x.engine ? x.engine->sha256() : ""},
-	};
-	proxy_.report(std::move(record), delivery);
+	// Written straight as JSON text: one record per request.
+	std::string record;
+	record.reserve(512);
+	JsonObjectWriter w(record);
+	w.string("kind", x.kind)
+		.string("method", x.kind == "http" ? std::string_view(x.head.method) : std::string_view())
+		.string("host", x.host)
+		.number("port", x.port)
+		.string("path", x.path)
+		.string("rule", x.decision.rule)
+		.string("action", policy::toString(x.recorded))
+		.string("mode", monitor ? "monitor" : "enforce")
+		.number("status", x.status)
+		.number("bytes_out", static_cast<int64_t>(x.bytesOut))
+		.number("bytes_in", static_cast<int64_t>(x.bytesIn))
+		.number("latency_us", latency.count())
+		.string("reason", x.reason)
+		.string("request_id", x.requestId)
+		.string("policy", x.engine ? std::string_view(x.engine->name()) : std::string_view())
+		.string("policy_sha256", x.engine ? std::string_view(x.engine->sha256()) : std::string_view());
+	w.close();
+	proxy_.reportRecord(std::move(record), delivery);
 }
 
 void Connection::updateAgentReading()

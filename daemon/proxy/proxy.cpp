@@ -56,7 +56,7 @@ Proxy::Proxy(Loop &loop, Setup setup)
 	: loop_(loop), sandbox_(std::move(setup.sandbox)), forceMonitor_(setup.forceMonitor), ca_(std::move(setup.ca)),
 	  upstreamTls_(std::move(setup.upstreamTls)), hostAddresses_(std::move(setup.hostAddresses)),
 	  sandboxPool_(std::move(setup.sandboxPool)),
-	  notify_(std::move(setup.notify)), pool_(loop), statsTimer_(loop, [this] { sendStats(); })
+	  notify_(std::move(setup.notify)), sendLine_(std::move(setup.sendLine)), pool_(loop), statsTimer_(loop, [this] { sendStats(); })
 {
 }
 
@@ -191,6 +191,21 @@ std::string Proxy::nextRequestId()
 void Proxy::report(nlohmann::json record, Delivery delivery)
 {
 	notify("decision", {{"record", std::move(record)}}, delivery);
+}
+
+void Proxy::reportRecord(std::string recordJson, Delivery delivery)
+{
+	if (!sendLine_) {
+		report(nlohmann::json::parse(recordJson, nullptr, false), delivery);
+		return;
+	}
+	static constexpr std::string_view kHead = "{\"jsonrpc\":\"2.0\",\"method\":\"decision\",\"params\":{\"record\":";
+	std::string line;
+	line.reserve(kHead.size() + recordJson.size() + 3);
+	line += kHead;
+	line += recordJson;
+	line += "}}\n";
+	sendLine_(std::move(line), delivery);
 }
 
 void Proxy::notify(const std::string &method, nlohmann::json params, Delivery delivery)

@@ -85,6 +85,10 @@ public:
 		// The networks gvm hands out to sandboxes (another sandbox's
 		// host address is no upstream).
 		std::vector<Cidr> sandboxPool;
+		// Sends one encoded JSON-RPC line to gvmd (the decision records
+		// of connections, encoded without nlohmann objects); without
+		// it, records go through notify.
+		std::function<void(std::string line, Delivery delivery)> sendLine;
 	};
 
 	static Result<std::unique_ptr<Proxy>> create(Loop &loop, Setup setup,
@@ -116,6 +120,8 @@ public:
 	// first); empty without a DNS listener.
 	std::vector<std::string> dnsNamesFor(const std::string &address) const;
 	void report(nlohmann::json record, Delivery delivery = Delivery::Now);
+	// The same for a record that is JSON object text already.
+	void reportRecord(std::string recordJson, Delivery delivery = Delivery::Now);
 	void notify(const std::string &method, nlohmann::json params, Delivery delivery = Delivery::Now);
 	// Held requests: a connection registers while it waits.
 	bool registerHold(const std::string &requestId, Connection *connection);
@@ -146,6 +152,7 @@ private:
 	std::vector<sockaddr_storage> hostAddresses_;
 	std::vector<Cidr> sandboxPool_;
 	Notify notify_;
+	std::function<void(std::string line, Delivery delivery)> sendLine_;
 	bssl::UniquePtr<SSL_CTX> interceptCtx_;
 	std::shared_ptr<const policy::Engine> engine_;
 	std::shared_ptr<const AddressGuard> guard_;

@@ -128,7 +128,13 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params, std::vector<UniqueF
 				   else
 					   control_.send(std::move(line));
 			   },
-			   dnsUpstream, std::move(sandboxPool)};
+			   dnsUpstream, std::move(sandboxPool),
+			   [this](std::string line, Proxy::Delivery delivery) {
+				   if (delivery == Proxy::Delivery::Batched)
+					   control_.sendBatched(std::move(line));
+				   else
+					   control_.send(std::move(line));
+			   }};
 	auto proxy = Proxy::create(loop_, std::move(setup), *engine);
 	if (!proxy)
 		return fail(std::move(proxy).error());

@@ -14,6 +14,7 @@
 #include "common/c_ptr.h"
 #include "common/fd_passing.h"
 #include "common/json_rpc.h"
+#include "common/json_writer.h"
 #include "common/line_channel.h"
 #include "common/loop.h"
 #include "common/result.h"
@@ -398,6 +399,34 @@ TEST_CASE("LineChannel passes descriptors with their line, whatever the reads me
 	char c = 0;
 	CHECK(::read(pipeRead.get(), &c, 1) == 1);
 	CHECK(c == 'x');
+}
+
+TEST_CASE("JsonObjectWriter writes what nlohmann reads back, invalid UTF-8 replaced as dumpJson does", "[json-writer]")
+{
+	const std::vector<std::string> texts = {
+		"",
+		"plain",
+		"quote \" backslash \\ slash /",
+		std::string("nul \0 and controls \x01\x1f\t\n\r\b\f", 29),
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",        // valid 2, 3 and 4 bytes
+		"bad \xff lead, \xc3 cut, \xe0\x80\x80 overlong",   // invalid
+		"surrogate \xed\xa0\x80, too big \xf4\x90\x80\x80", // invalid
+		"\x7f del",
+	};
+	for (const std::string &text : texts) {
+		INFO(rpc::dumpJson(text));
+		std::string out;
+		JsonObjectWriter w(out);
+		w.string("s", text).number("n", -42).raw("o", "{\"x\":null}");
+		w.close();
+		auto parsed = rpc::Json::parse(out, nullptr, false);
+		REQUIRE(!parsed.is_discarded());
+		// What the standard encoder makes of the same bytes.
+		auto expected = rpc::Json::parse(rpc::dumpJson(text));
+		CHECK(parsed["s"] == expected);
+		CHECK(parsed["n"] == -42);
+		CHECK(parsed["o"] == rpc::Json{{"x", nullptr}});
+	}
 }
 
 TEST_CASE("parseUrl splits what policies match on", "[url]")
