@@ -9,9 +9,12 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <poll.h>
+#include <sstream>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <thread>
@@ -46,15 +49,6 @@ std::vector<std::string> environment(const std::vector<std::string> &extra)
 	}
 	env.insert(env.end(), extra.begin(), extra.end());
 	return env;
-}
-
-int decodeStatus(int status)
-{
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return -1;
 }
 
 // Forks and execs argv with the environment plus extraEnv; inChild runs in
@@ -293,6 +287,82 @@ std::string binaryFromEnv(const char *var)
 		throw std::runtime_error(std::string(var) + " is not set (run the tests through meson)");
 	return v;
 }
+
+std::string readFile(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		return {};
+	std::ostringstream out;
+	out << in.rdbuf();
+	return out.str();
+}
+
+
+Result<void> writeFile(const std::string &path, std::string_view text, mode_t mode)
+{
+	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+	if (!fd)
+		return fail(Error::fromErrno(errno, "opening " + path));
+	// The umask may have narrowed the mode (a worker's uid must read certs).
+	if (::fchmod(fd.get(), mode) < 0)
+		return fail(Error::fromErrno(errno, "setting the mode of " + path));
+	size_t done = 0;
+	while (done < text.size()) {
+		ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(Error::fromErrno(errno, "writing " + path));
+		done += static_cast<size_t>(n);
+	}
+	return {};
+}
+
+
+Result<void> makeDir(const std::string &path)
+{
+	if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
+		return fail(Error::fromErrno(errno, "creating " + path));
+	return {};
+}
+
+
+int decodeStatus(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+
+std::string findPython(const std::string &configured)
+{
+	auto isExecutable = [](const std::string &path) { return ::access(path.c_str(), X_OK) == 0; };
+	if (!configured.empty())
+		return configured;
+	// Debian's interpreter, not a version manager's shim that PATH may
+	// put first: the backend needs only the standard library.
+	if (isExecutable("/usr/bin/python3"))
+		return "/usr/bin/python3";
+	const char *path = std::getenv("PATH");
+	std::stringstream dirs(path ? path : "");
+	std::string dir;
+	while (std::getline(dirs, dir, ':')) {
+		if (!dir.empty() && isExecutable(dir + "/python3"))
+			return dir + "/python3";
+	}
+	return "python3";
+}
+
+
+std::string tail(const std::string &text, size_t max)
+{
+	return text.size() <= max ? text : "..." + text.substr(text.size() - max);
+}
+
 
 } // namespace gvm::test
 

@@ -8,10 +8,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
 #include "common/json_rpc.h"
+#include "common/result.h"
 #include "common/unique_fd.h"
 
 namespace gvm::test {
@@ -92,6 +94,22 @@ private:
 
 // Path of a built binary named by an environment variable set by meson.
 std::string binaryFromEnv(const char *var);
+
+// Small file and process helpers the fixtures share.
+// The whole file, or "" when it cannot be read.
+std::string readFile(const std::string &path);
+// Creates or truncates path with text and exactly mode (whatever the umask).
+Result<void> writeFile(const std::string &path, std::string_view text, mode_t mode = 0644);
+// mkdir 0755; an existing directory is fine.
+Result<void> makeDir(const std::string &path);
+// A wait status as a shell reports it: the exit code, or 128 + signal.
+int decodeStatus(int status);
+// The last `max` bytes of text, marked when cut.
+std::string tail(const std::string &text, size_t max = 4000);
+// The python3 to run fixture servers with: `configured` if set, else
+// Debian's /usr/bin/python3 (not a version manager's shim PATH may put
+// first: the servers need only the standard library), else PATH's.
+std::string findPython(const std::string &configured);
 
 } // namespace gvm::test
 

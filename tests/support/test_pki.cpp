@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/support/test_pki.h"
+#include "tests/support/process.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -223,26 +224,6 @@ std::string bioContents(BIO *bio)
 	if (!BIO_mem_contents(bio, &data, &length))
 		return {};
 	return std::string(reinterpret_cast<const char *>(data), length);
-}
-
-Result<void> writeFile(const std::string &path, const std::string &text, mode_t mode)
-{
-	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "opening " + path));
-	// The umask may have narrowed the mode; the worker's uid must read certs.
-	if (::fchmod(fd.get(), mode) < 0)
-		return fail(Error::fromErrno(errno, "setting the mode of " + path));
-	size_t done = 0;
-	while (done < text.size()) {
-		ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail(Error::fromErrno(errno, "writing " + path));
-		done += static_cast<size_t>(n);
-	}
-	return {};
 }
 
 Result<void> writeCert(const std::string &path, X509 *cert)

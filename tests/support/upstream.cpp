@@ -40,69 +40,6 @@ const UpstreamServer kServers[] = {
 	UpstreamServer::HttpPlain,
 };
 
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path, std::ios::binary);
-	if (!in)
-		return {};
-	std::ostringstream out;
-	out << in.rdbuf();
-	return out.str();
-}
-
-Result<void> writeFile(const std::string &path, std::string_view text, mode_t mode = 0644)
-{
-	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-	if (!fd)
-		return fail(Error::fromErrno(errno, "opening " + path));
-	size_t done = 0;
-	while (done < text.size()) {
-		ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail(Error::fromErrno(errno, "writing " + path));
-		done += static_cast<size_t>(n);
-	}
-	return {};
-}
-
-Result<void> makeDir(const std::string &path)
-{
-	if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
-		return fail(Error::fromErrno(errno, "creating " + path));
-	return {};
-}
-
-int decodeStatus(int status)
-{
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return -1;
-}
-
-bool isExecutable(const std::string &path) { return ::access(path.c_str(), X_OK) == 0; }
-
-std::string findPython(const std::string &configured)
-{
-	if (!configured.empty())
-		return configured;
-	// Debian's interpreter, not a version manager's shim that PATH may
-	// put first: the backend needs only the standard library.
-	if (isExecutable("/usr/bin/python3"))
-		return "/usr/bin/python3";
-	const char *path = std::getenv("PATH");
-	std::stringstream dirs(path ? path : "");
-	std::string dir;
-	while (std::getline(dirs, dir, ':')) {
-		if (!dir.empty() && isExecutable(dir + "/python3"))
-			return dir + "/python3";
-	}
-	return "python3";
-}
-
 // Binds n distinct ephemeral ports on 127.0.0.1 and releases them, for nginx
 // to bind next. Another process may take one in between: create() retries.
 Result<std::vector<uint16_t>> pickFreePorts(size_t n)
@@ -140,11 +77,6 @@ bool isHostNameChar(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
 	       c == '.' || c == '_';
-}
-
-std::string tail(const std::string &text, size_t max = 4000)
-{
-	return text.size() <= max ? text : "..." + text.substr(text.size() - max);
 }
 
 } // namespace

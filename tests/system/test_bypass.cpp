@@ -68,14 +68,6 @@ void writeFile(const std::string &path, const std::string &text)
 	::chmod(path.c_str(), 0644);
 }
 
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream s;
-	s << in.rdbuf();
-	return s.str();
-}
-
 enum class Caller { Root, Nobody };
 
 struct Agent {

@@ -47,14 +47,6 @@ void writeFile(const std::string &path, const std::string &text)
 	std::ofstream(path) << text;
 }
 
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream s;
-	s << in.rdbuf();
-	return s.str();
-}
-
 // The standard test policy: api.gvm.test is governed rule by rule,
 // denied.gvm.test is denied, loopback upstreams are allowed.
 std::string policyText(const std::string &mode = "enforce")

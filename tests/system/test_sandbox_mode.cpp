@@ -40,15 +40,7 @@ namespace {
 constexpr char kPython[] = "/usr/bin/python3";
 constexpr char kNobody[] = "65534";
 
-void writeFile(const std::string &path, const std::string &text) { std::ofstream(path) << text; }
-
-std::string readFile(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream s;
-	s << in.rdbuf();
-	return s.str();
-}
+void writeText(const std::string &path, const std::string &text) { std::ofstream(path) << text; }
 
 // allowed.gvm.test is governed by path; denied.gvm.test is denied by name
 // (and so never resolves); *.wild.gvm.test is allowed by a wildcard only;
@@ -143,7 +135,7 @@ struct Harness {
 		auto resolver = enterPrivateResolver(up->address());
 		if (!resolver)
 			FAIL(resolver.error().message());
-		writeFile(policy, policyText());
+		writeText(policy, policyText());
 		startGvmd();
 	}
 
@@ -900,7 +892,7 @@ TEST_CASE("killing the worker leaves the agent with no network at all", "[sandbo
 	// gvmd notices and says so.
 	CHECK(waitFor([&] { return h.log().find("the agent has no network now") != std::string::npos; }));
 
-	writeFile(go, "");
+	writeText(go, "");
 	auto status = agent.wait(std::chrono::seconds(30));
 	REQUIRE(status);
 	CHECK(*status == 0);
