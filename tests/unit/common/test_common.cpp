@@ -403,11 +403,12 @@ TEST_CASE("LineChannel passes descriptors with their line, whatever the reads me
 
 TEST_CASE("JsonObjectWriter writes what nlohmann reads back, invalid UTF-8 replaced as dumpJson does", "[json-writer]")
 {
+	static constexpr char kControls[] = "nul \0 and controls \x01\x1f\t\n\r\b\f";
 	const std::vector<std::string> texts = {
 		"",
 		"plain",
 		"quote \" backslash \\ slash /",
-		std::string("nul \0 and controls \x01\x1f\t\n\r\b\f", 29),
+		std::string(kControls, sizeof(kControls) - 1),
 		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",        // valid 2, 3 and 4 bytes
 		"bad \xff lead, \xc3 cut, \xe0\x80\x80 overlong",   // invalid
 		"surrogate \xed\xa0\x80, too big \xf4\x90\x80\x80", // invalid
