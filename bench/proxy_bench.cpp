@@ -408,33 +408,6 @@ BulkResult runBulk(const Target &target, const Processes &procs, int runs)
 
 // --- Setup -----------------------------------------------------------------
 
-std::string nginxPreamble(const std::filesystem::path &dir, const std::string &name)
-{
-	std::string d = dir.string();
-	std::string tmp = d + "/" + name + "-temp";
-	return "daemon off;\n"
-	       "master_process off;\n"
-	       "worker_processes 1;\n"
-	       "pid " + d + "/" + name + ".pid;\n"
-	       "error_log " + d + "/" + name + "-error.log warn;\n"
-	       "events { worker_connections 1024; }\n"
-	       "http {\n"
-	       "  access_log off;\n"
-	       "  client_body_temp_path " + tmp + "-body;\n"
-	       "  proxy_temp_path " + tmp + "-proxy;\n"
-	       "  fastcgi_temp_path " + tmp + "-fastcgi;\n"
-	       "  uwsgi_temp_path " + tmp + "-uwsgi;\n"
-	       "  scgi_temp_path " + tmp + "-scgi;\n"
-	       "  default_type application/octet-stream;\n"
-	       // The keep-alive leg must not be cut by nginx's default of
-	       // 1000 requests per connection.
-	       "  keepalive_requests 1000000;\n"
-	       "  keepalive_timeout 120s;\n"
-	       "  ssl_protocols TLSv1.2 TLSv1.3;\n"
-	       "  ssl_certificate " + d + "/server.pem;\n"
-	       "  ssl_certificate_key " + d + "/server.key;\n";
-}
-
 std::string originConfig(const std::filesystem::path &dir, uint16_t port)
 {
 	return nginxPreamble(dir, "origin") +

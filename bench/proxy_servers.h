@@ -111,6 +111,12 @@ Result<std::vector<MappingMemory>> readMappingMemory(pid_t pid);
 
 // One nginx, single process (`master_process off`) in the foreground, with
 // its configuration, pid file, logs and temp paths inside one directory.
+// The start of an nginx.conf for a benchmark server named `name` in dir:
+// one foreground process, its pid and error log there, and an http block
+// (keep-alive without a request cap, TLS with dir/server.pem and
+// server.key) left open for the caller's server blocks and closing brace.
+std::string nginxPreamble(const std::filesystem::path &dir, const std::string &name);
+
 class NginxServer
 {
 public:

@@ -267,27 +267,8 @@ std::string policyText()
 std::string originConfig(const std::filesystem::path &dir, uint16_t port)
 {
 	std::string d = dir.string();
-	std::string tmp = d + "/origin-temp";
 	std::string p = std::to_string(port);
-	return "daemon off;\n"
-	       "master_process off;\n"
-	       "worker_processes 1;\n"
-	       "pid " + d + "/origin.pid;\n"
-	       "error_log " + d + "/origin-error.log warn;\n"
-	       "events { worker_connections 1024; }\n"
-	       "http {\n"
-	       "  access_log off;\n"
-	       "  client_body_temp_path " + tmp + "-body;\n"
-	       "  proxy_temp_path " + tmp + "-proxy;\n"
-	       "  fastcgi_temp_path " + tmp + "-fastcgi;\n"
-	       "  uwsgi_temp_path " + tmp + "-uwsgi;\n"
-	       "  scgi_temp_path " + tmp + "-scgi;\n"
-	       "  default_type application/octet-stream;\n"
-	       "  keepalive_requests 1000000;\n"
-	       "  keepalive_timeout 120s;\n"
-	       "  ssl_protocols TLSv1.2 TLSv1.3;\n"
-	       "  ssl_certificate " + d + "/server.pem;\n"
-	       "  ssl_certificate_key " + d + "/server.key;\n"
+	return nginxPreamble(dir, "origin") +
 	       "  server {\n"
 	       // Loopback for NginxServer's readiness check; the veth's host
 	       // address for both clients (the worker dials it by name).
