@@ -34,6 +34,16 @@ const char *toString(Mode mode)
 	return "unknown";
 }
 
+const char *toString(WorkspaceMode mode)
+{
+	switch (mode) {
+	case WorkspaceMode::Overlay: return "overlay";
+	case WorkspaceMode::Direct: return "direct";
+	case WorkspaceMode::Readonly: return "readonly";
+	}
+	return "unknown";
+}
+
 namespace {
 
 // Deepest JSON body the engine inspects. nlohmann parses iteratively but
@@ -336,6 +346,9 @@ CompiledEngine::CompiledEngine(CompiledPolicy policy, std::string sha256) : poli
 	mode_ = policy_.mode;
 	ruleCount_ = policy_.rules.size();
 	allowCidrs_ = policy_.allowCidrs;
+	filesystem_ = policy_.filesystem;
+	syscalls_ = policy_.syscalls;
+	limits_ = policy_.limits;
 	for (size_t i = 0; i < policy_.rules.size(); i++) {
 		const CompiledRule &rule = policy_.rules[i];
 		int index = static_cast<int>(i);

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <set>
 #include <span>
@@ -38,8 +40,21 @@ constexpr size_t kMaxDnsNameLengthLimit = 253;
 // within kMaxPolicyBytes that expands to more nodes does so through aliases
 // ("billion laughs"): refuse it before walking it.
 constexpr size_t kMaxPolicyNodes = kMaxPolicyBytes;
+// `filesystem:` entries: each becomes at least one mount in the sandbox.
+constexpr size_t kMaxHiddenEntries = 1024;
+constexpr size_t kMaxHiddenPathLength = 4096; // PATH_MAX
+// `limits:` bounds. Below 16 MiB an agent cannot even start a runtime; above
+// 1 TiB the number is more likely a typo than a limit.
+constexpr uint64_t kMinMemoryLimit = uint64_t{16} << 20;
+constexpr uint64_t kMaxMemoryLimit = uint64_t{1} << 40;
+constexpr uint32_t kMinPidsLimit = 16;
+constexpr uint32_t kMaxPidsLimit = 4194304; // the kernel's PID_MAX_LIMIT
+constexpr uint32_t kMaxCpuMillis = 1024 * 1000;
+// The kernel's smallest CPU quota is 1 ms per 100 ms period.
+constexpr uint32_t kMinCpuMillis = 10;
 
-constexpr const char *kPolicyKeys[] = {"version", "name", "mode", "default", "dns", "upstream", "rules"};
+constexpr const char *kPolicyKeys[] = {"version", "name",  "mode",       "default",  "dns",
+				       "upstream", "rules", "filesystem", "syscalls", "limits"};
 constexpr const char *kRuleKeys[] = {"name",    "hosts", "ports", "methods", "path", "query",
 				     "headers", "body",  "tcp",   "tls",     "rate", "action"};
 constexpr const char *kDnsKeys[] = {"resolve", "max_name_length"};
@@ -47,6 +62,15 @@ constexpr const char *kUpstreamKeys[] = {"allow_cidrs"};
 constexpr const char *kBodyKeys[] = {"json", "regex"};
 constexpr const char *kTcpKeys[] = {"hosts", "cidrs", "ports"};
 constexpr const char *kActionKeys[] = {"delay", "hold"};
+constexpr const char *kFilesystemKeys[] = {"workspace", "hidden", "visible"};
+constexpr const char *kSyscallsKeys[] = {"allow"};
+constexpr const char *kLimitsKeys[] = {"memory", "pids", "cpu"};
+constexpr const char *kWorkspaceModeNames[] = {"overlay", "direct", "readonly"};
+constexpr WorkspaceMode kWorkspaceModes[] = {WorkspaceMode::Overlay, WorkspaceMode::Direct, WorkspaceMode::Readonly};
+// The group of each name in kSyscallGroupNames, in the same order.
+constexpr SyscallGroup kSyscallGroups[] = {SyscallGroup::Namespaces, SyscallGroup::Ptrace, SyscallGroup::IoUring};
+static_assert(std::size(kSyscallGroups) == std::size(kSyscallGroupNames));
+static_assert(std::size(kWorkspaceModes) == std::size(kWorkspaceModeNames));
 
 size_t editDistance(std::string_view a, std::string_view b)
 {
@@ -72,6 +96,41 @@ std::string joinKeys(std::span<const char *const> keys)
 	for (const char *key : keys)
 		out += (out.empty() ? "" : ", ") + std::string(key);
 	return out;
+}
+
+// The name in `names` that `text` was most likely meant to be (a small edit
+// away, ignoring case), or nullptr.
+const char *closestName(std::string_view text, std::span<const char *const> names)
+{
+	const char *best = nullptr;
+	size_t bestDistance = 3;
+	for (const char *name : names) {
+		size_t d = editDistance(asciiLower(text), name);
+		if (d < bestDistance && d < std::strlen(name)) {
+			best = name;
+			bestDistance = d;
+		}
+	}
+	return best;
+}
+
+// "expected one of: a, b, c" plus a "did you mean" hint when one is close.
+std::string expectedOneOf(std::string_view text, std::span<const char *const> names)
+{
+	std::string message = "expected one of: " + joinKeys(names);
+	if (const char *best = closestName(text, names))
+		message += "; did you mean '" + std::string(best) + "'?";
+	return message;
+}
+
+// The index of `text` in `names`, or -1.
+int indexOf(std::string_view text, std::span<const char *const> names)
+{
+	for (size_t i = 0; i < names.size(); i++) {
+		if (text == names[i])
+			return static_cast<int>(i);
+	}
+	return -1;
 }
 
 // A scalar quoted for a message, cut short if long.
@@ -143,6 +202,134 @@ std::string hostNameProblem(std::string_view name)
 		start = dot + 1;
 	}
 	return "";
+}
+
+// Normalises one `hidden:` or `visible:` entry into *out (repeated and
+// trailing '/' dropped); returns what is wrong with it, or "" when it is
+// fine. See FilesystemPolicy::hidden for the three forms.
+std::string hiddenPathProblem(std::string_view text, std::string *out)
+{
+	if (text.empty())
+		return "an entry cannot be empty";
+	if (text.size() > kMaxHiddenPathLength)
+		return "longer than the maximum of " + std::to_string(kMaxHiddenPathLength) + " characters";
+	if (text.find('\0') != std::string_view::npos)
+		return "an entry cannot contain a NUL character";
+	bool home = text == "~" || text.starts_with("~/");
+	bool absolute = text.starts_with('/');
+	if (!home && !absolute) {
+		// A name pattern, matched against single names in the workspace.
+		if (text.find('/') != std::string_view::npos)
+			return "expected ~/PATH, /PATH or a name pattern without '/' (such as *.pem)";
+		if (text == "." || text == "..")
+			return "'.' and '..' are not names";
+		*out = text;
+		return "";
+	}
+	std::string path = home ? "~" : "";
+	size_t start = home ? 1 : 0;
+	while (start < text.size()) {
+		size_t slash = text.find('/', start + 1);
+		size_t end = slash == std::string_view::npos ? text.size() : slash;
+		std::string_view component = text.substr(start + 1, end - start - 1);
+		start = end;
+		if (component.empty())
+			continue;
+		if (component == "." || component == "..")
+			return "'.' and '..' components are not allowed";
+		if (component.find_first_of("*?") != std::string_view::npos)
+			return "wildcards ('*', '?') are allowed only in a name pattern without '/', such as *.pem";
+		path += "/";
+		path += component;
+	}
+	if (path == "~")
+		return "an entry cannot be the whole home directory; name a path in it, such as ~/.aws";
+	if (path.empty())
+		return "an entry cannot be the root directory";
+	*out = std::move(path);
+	return "";
+}
+
+// `text` for a message, with any NUL spelled out rather than cutting it.
+std::string printable(std::string_view text)
+{
+	std::string out;
+	for (char c : text)
+		out += c == '\0' ? std::string("\\0") : std::string(1, c);
+	return quote(out);
+}
+
+// Parses digits into *out, saturating at UINT64_MAX: a huge number is out of
+// range rather than malformed. False unless `text` is all digits.
+bool parseWholeNumber(std::string_view text, uint64_t *out)
+{
+	if (text.empty())
+		return false;
+	uint64_t value = 0;
+	for (char c : text) {
+		if (c < '0' || c > '9')
+			return false;
+		uint64_t digit = static_cast<uint64_t>(c - '0');
+		value = value > (UINT64_MAX - digit) / 10 ? UINT64_MAX : value * 10 + digit;
+	}
+	*out = value;
+	return true;
+}
+
+// "2G", "512MiB", "1048576": bytes, with K, M, G, T (or KiB ... TiB) as
+// powers of 1024; saturates at UINT64_MAX. False on bad input.
+bool parseByteSize(std::string_view text, uint64_t *out)
+{
+	static constexpr std::pair<const char *, int> kSuffixes[] = {
+		{"K", 10}, {"M", 20}, {"G", 30}, {"T", 40}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40},
+	};
+	size_t digits = text.find_first_not_of("0123456789");
+	std::string_view suffix = digits == std::string_view::npos ? "" : text.substr(digits);
+	int shift = 0;
+	if (!suffix.empty()) {
+		auto it = std::find_if(std::begin(kSuffixes), std::end(kSuffixes),
+				       [&](const auto &s) { return suffix == s.first; });
+		if (it == std::end(kSuffixes))
+			return false;
+		shift = it->second;
+	}
+	uint64_t value = 0;
+	if (!parseWholeNumber(text.substr(0, digits), &value))
+		return false;
+	*out = value > (UINT64_MAX >> shift) ? UINT64_MAX : value << shift;
+	return true;
+}
+
+// The shortest exact form of a byte count: "16M", "1T", "1000".
+std::string formatByteSize(uint64_t bytes)
+{
+	static constexpr std::pair<char, int> kUnits[] = {{'T', 40}, {'G', 30}, {'M', 20}, {'K', 10}};
+	for (const auto &[unit, shift] : kUnits) {
+		if (bytes != 0 && bytes % (uint64_t{1} << shift) == 0)
+			return std::to_string(bytes >> shift) + unit;
+	}
+	return std::to_string(bytes);
+}
+
+// "1.5" cores → 1500 thousandths, at most 3 decimals; saturates at
+// UINT64_MAX. False on bad input.
+bool parseCpuMillis(std::string_view text, uint64_t *out)
+{
+	size_t dot = text.find('.');
+	std::string_view whole = text.substr(0, dot);
+	std::string_view fraction = dot == std::string_view::npos ? "" : text.substr(dot + 1);
+	uint64_t cores = 0;
+	uint64_t thousandths = 0;
+	if (!parseWholeNumber(whole, &cores))
+		return false;
+	if (dot != std::string_view::npos) {
+		if (fraction.empty() || fraction.size() > 3 || !parseWholeNumber(fraction, &thousandths))
+			return false;
+		for (size_t i = fraction.size(); i < 3; i++)
+			thousandths *= 10;
+	}
+	*out = cores > (UINT64_MAX - thousandths) / 1000 ? UINT64_MAX : cores * 1000 + thousandths;
+	return true;
 }
 
 struct Entry {
@@ -222,6 +409,12 @@ private:
 	void dns(const YAML::Node &node, CompiledPolicy *policy);
 	void upstream(const YAML::Node &node, CompiledPolicy *policy);
 	void rules(const YAML::Node &node, CompiledPolicy *policy);
+	// A `hidden:` or `visible:` list, normalised, each with its node.
+	using HiddenEntries = std::vector<std::pair<std::string, YAML::Node>>;
+	bool hiddenEntries(const YAML::Node &node, std::string_view key, HiddenEntries *out);
+	void filesystem(const YAML::Node &node, CompiledPolicy *policy);
+	void syscalls(const YAML::Node &node, CompiledPolicy *policy);
+	void limits(const YAML::Node &node, CompiledPolicy *policy);
 
 	std::string file_;
 	std::vector<Diagnostic> diagnostics_;
@@ -277,20 +470,7 @@ bool PolicyCompiler::mapping(const YAML::Node &node, std::string_view what, std:
 		}
 		const std::string &name = key.Scalar();
 		if (std::find_if(keys.begin(), keys.end(), [&](const char *k) { return name == k; }) == keys.end()) {
-			std::string message = "unknown key " + quote(name) + " in " + std::string(what) +
-					      "; expected one of: " + joinKeys(keys);
-			const char *best = nullptr;
-			size_t bestDistance = 3;
-			for (const char *k : keys) {
-				size_t d = editDistance(asciiLower(name), k);
-				if (d < bestDistance && d < std::strlen(k)) {
-					best = k;
-					bestDistance = d;
-				}
-			}
-			if (best)
-				message += "; did you mean '" + std::string(best) + "'?";
-			error(key, std::move(message));
+			error(key, "unknown key " + quote(name) + " in " + std::string(what) + "; " + expectedOneOf(name, keys));
 			ok = false;
 			continue;
 		}
@@ -790,6 +970,152 @@ void PolicyCompiler::rules(const YAML::Node &node, CompiledPolicy *policy)
 	}
 }
 
+bool PolicyCompiler::hiddenEntries(const YAML::Node &node, std::string_view key, HiddenEntries *out)
+{
+	if (!node.IsSequence()) {
+		error(node, "expected a list of paths (~/PATH, /PATH) or name patterns (such as *.pem), got " +
+				    describe(node));
+		return false;
+	}
+	if (node.size() > kMaxHiddenEntries) {
+		error(node, "too many entries in " + std::string(key) + ": " + std::to_string(node.size()) +
+				    "; at most " + std::to_string(kMaxHiddenEntries));
+		return false;
+	}
+	bool ok = true;
+	for (const YAML::Node &item : node) {
+		std::string text;
+		if (!scalar(item, "a path (~/PATH, /PATH) or a name pattern (such as *.pem)", &text)) {
+			ok = false;
+			continue;
+		}
+		std::string normalised;
+		if (std::string problem = hiddenPathProblem(text, &normalised); !problem.empty()) {
+			error(item, "bad " + std::string(key) + " entry " + printable(text) + ": " + problem);
+			ok = false;
+			continue;
+		}
+		out->emplace_back(std::move(normalised), item);
+	}
+	return ok;
+}
+
+void PolicyCompiler::filesystem(const YAML::Node &node, CompiledPolicy *policy)
+{
+	Fields fields;
+	mapping(node, "filesystem", "a mapping {workspace, hidden, visible}", kFilesystemKeys, &fields);
+	if (const YAML::Node *n = field(fields, "workspace")) {
+		std::string text;
+		if (scalar(*n, "overlay, direct or readonly", &text)) {
+			if (int i = indexOf(text, kWorkspaceModeNames); i >= 0)
+				policy->filesystem.workspace = kWorkspaceModes[i];
+			else
+				error(*n, "bad filesystem.workspace " + quote(text) + ": expected overlay, direct or readonly");
+		}
+	}
+	// The defaults, then `hidden:` in order, each path once.
+	std::vector<std::string> &hidden = policy->filesystem.hidden;
+	bool hiddenOk = true;
+	if (const YAML::Node *n = field(fields, "hidden")) {
+		HiddenEntries entries;
+		hiddenOk = hiddenEntries(*n, "filesystem.hidden", &entries);
+		for (auto &[path, item] : entries) {
+			if (std::find(hidden.begin(), hidden.end(), path) == hidden.end())
+				hidden.push_back(std::move(path));
+		}
+	}
+	// Each `visible:` entry must take something out of that list, compared
+	// as normalised text: a path that matches nothing is most likely a
+	// typo that would leave the secret it meant to expose (or thought it
+	// exposed) where it was. When `hidden:` had a mistake, its entries are
+	// incomplete, so "matches nothing" could be wrong: say nothing then.
+	if (const YAML::Node *n = field(fields, "visible")) {
+		HiddenEntries entries;
+		hiddenEntries(*n, "filesystem.visible", &entries);
+		std::set<std::string> remove;
+		for (const auto &[path, item] : entries) {
+			if (std::find(hidden.begin(), hidden.end(), path) != hidden.end())
+				remove.insert(path);
+			else if (hiddenOk)
+				error(item, "visible " + printable(item.Scalar()) + " matches no hidden path");
+		}
+		std::erase_if(hidden, [&](const std::string &path) { return remove.count(path) != 0; });
+	}
+}
+
+void PolicyCompiler::syscalls(const YAML::Node &node, CompiledPolicy *policy)
+{
+	Fields fields;
+	mapping(node, "syscalls", "a mapping {allow}", kSyscallsKeys, &fields);
+	const YAML::Node *n = field(fields, "allow");
+	if (!n)
+		return;
+	if (!n->IsSequence()) {
+		error(*n, "expected a list of syscall groups (" + joinKeys(kSyscallGroupNames) + "), got " + describe(*n));
+		return;
+	}
+	// A group named twice is allowed once, like a repeated method.
+	for (const YAML::Node &item : *n) {
+		std::string text;
+		if (!scalar(item, "a syscall group name", &text))
+			continue;
+		int i = indexOf(text, kSyscallGroupNames);
+		if (i < 0) {
+			error(item, "unknown syscall group " + quote(text) + " in syscalls.allow; " +
+					    expectedOneOf(text, kSyscallGroupNames));
+			continue;
+		}
+		policy->syscalls.allow |= static_cast<uint32_t>(kSyscallGroups[i]);
+	}
+}
+
+void PolicyCompiler::limits(const YAML::Node &node, CompiledPolicy *policy)
+{
+	Fields fields;
+	mapping(node, "limits", "a mapping {memory, pids, cpu}", kLimitsKeys, &fields);
+	std::string text;
+	if (const YAML::Node *n = field(fields, "memory"); n && scalar(*n, "a size such as 512M or 2G", &text)) {
+		uint64_t bytes = 0;
+		if (!parseByteSize(text, &bytes)) {
+			error(*n, "bad limits.memory " + quote(text) +
+					  ": expected a whole number of bytes with an optional K, M, G or T suffix "
+					  "(powers of 1024), such as 512M or 2G");
+		} else if (bytes < kMinMemoryLimit) {
+			error(*n, "limits.memory " + quote(text) + " is less than the minimum of " +
+					  formatByteSize(kMinMemoryLimit));
+		} else if (bytes > kMaxMemoryLimit) {
+			error(*n, "limits.memory " + quote(text) + " is more than the maximum of " +
+					  formatByteSize(kMaxMemoryLimit));
+		} else {
+			policy->limits.memoryBytes = bytes;
+		}
+	}
+	if (const YAML::Node *n = field(fields, "pids"); n && scalar(*n, "a number of processes", &text)) {
+		uint64_t pids = 0;
+		if (parseWholeNumber(text, &pids) && pids >= kMinPidsLimit && pids <= kMaxPidsLimit)
+			policy->limits.pids = static_cast<uint32_t>(pids);
+		else
+			error(*n, "bad limits.pids " + quote(text) + ": expected a whole number from " +
+					  std::to_string(kMinPidsLimit) + " to " + std::to_string(kMaxPidsLimit));
+	}
+	if (const YAML::Node *n = field(fields, "cpu"); n && scalar(*n, "a number of CPU cores such as 1.5", &text)) {
+		uint64_t millis = 0;
+		if (!parseCpuMillis(text, &millis)) {
+			error(*n, "bad limits.cpu " + quote(text) +
+					  ": expected a number of CPU cores with at most 3 decimals, such as 1, 0.5 or 1.25");
+		} else if (millis == 0) {
+			error(*n, "limits.cpu must be more than zero");
+		} else if (millis < kMinCpuMillis) {
+			error(*n, "limits.cpu " + quote(text) + " is less than the minimum of 0.01 cores");
+		} else if (millis > kMaxCpuMillis) {
+			error(*n, "limits.cpu " + quote(text) + " is more than the maximum of " +
+					  std::to_string(kMaxCpuMillis / 1000) + " cores");
+		} else {
+			policy->limits.cpuMillis = static_cast<uint32_t>(millis);
+		}
+	}
+}
+
 CompiledPolicy PolicyCompiler::compile(const YAML::Node &root)
 {
 	CompiledPolicy policy;
@@ -838,6 +1164,12 @@ CompiledPolicy PolicyCompiler::compile(const YAML::Node &root)
 		dns(*n, &policy);
 	if (const YAML::Node *n = field(fields, "upstream"))
 		upstream(*n, &policy);
+	if (const YAML::Node *n = field(fields, "filesystem"))
+		filesystem(*n, &policy);
+	if (const YAML::Node *n = field(fields, "syscalls"))
+		syscalls(*n, &policy);
+	if (const YAML::Node *n = field(fields, "limits"))
+		limits(*n, &policy);
 	if (const YAML::Node *n = field(fields, "rules"))
 		rules(*n, &policy);
 	return policy;

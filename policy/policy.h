@@ -102,6 +102,53 @@ struct Decision {
 	ActionKind effective() const { return mode == Mode::Monitor ? ActionKind::Allow : action; }
 };
 
+// What the agent sees of the file system and may do to the kernel, beyond
+// the network (the policy's `filesystem:`, `syscalls:` and `limits:`
+// sections; each has safe defaults when absent).
+enum class WorkspaceMode {
+	Overlay,  // writes land in a per-sandbox upper directory until applied
+	Direct,   // writes go straight to the real workspace
+	Readonly, // the workspace is read-only like the rest of the host
+};
+const char *toString(WorkspaceMode mode); // "overlay", "direct", "readonly"
+
+struct FilesystemPolicy {
+	WorkspaceMode workspace = WorkspaceMode::Overlay;
+	// Paths replaced by empty, unreadable mounts, as written: "~/x" is in
+	// the caller's home, "/x" is absolute, anything else is a name pattern
+	// ('*' and '?' wildcards, no '/') matched against file and directory
+	// names anywhere in the workspace. Defaults first (kDefaultHidden),
+	// then the policy's `hidden:`, minus the policy's `visible:`.
+	std::vector<std::string> hidden;
+};
+
+// The default `hidden:` list.
+inline constexpr const char *kDefaultHidden[] = {
+	"~/.ssh",   "~/.gnupg",  "~/.aws",   "~/.config/gcloud", "~/.azure",
+	"~/.kube",  "~/.docker", "~/.netrc", "~/.git-credentials", ".env*",
+};
+
+// Named groups of system calls the agent's seccomp filter denies, which a
+// policy may allow (`syscalls: {allow: [namespaces]}`).
+enum class SyscallGroup : uint32_t {
+	Namespaces = 1u << 0, // unshare, setns, clone/clone3 with namespace flags
+	Ptrace = 1u << 1,     // ptrace, process_vm_readv/writev
+	IoUring = 1u << 2,    // io_uring_setup/enter/register
+};
+inline constexpr const char *kSyscallGroupNames[] = {"namespaces", "ptrace", "io_uring"};
+
+struct SyscallPolicy {
+	uint32_t allow = 0; // SyscallGroup bits
+	bool allows(SyscallGroup group) const { return (allow & static_cast<uint32_t>(group)) != 0; }
+};
+
+// Resource limits of the sandbox's cgroup; absent means gvmd's default.
+struct ResourceLimits {
+	std::optional<uint64_t> memoryBytes; // `memory: 2G` (K, M, G, T; powers of 1024)
+	std::optional<uint32_t> pids;        // `pids: 512`
+	std::optional<uint32_t> cpuMillis;   // `cpu: 1.5` cores -> 1500
+};
+
 // DNS query types the engine treats specially.
 inline constexpr uint16_t kDnsTypeA = 1;
 inline constexpr uint16_t kDnsTypeNull = 10;
@@ -120,6 +167,9 @@ public:
 	size_t ruleCount() const { return ruleCount_; }
 	// The policy's upstream.allow_cidrs, as written ("10.0.0.0/8", "::1/128").
 	const std::vector<std::string> &upstreamAllowCidrs() const { return allowCidrs_; }
+	const FilesystemPolicy &filesystem() const { return filesystem_; }
+	const SyscallPolicy &syscalls() const { return syscalls_; }
+	const ResourceLimits &limits() const { return limits_; }
 
 	// First rule whose selectors all match decides; else the default.
 	virtual Decision evaluateHttp(const HttpRequest &request) const = 0;
@@ -141,6 +191,9 @@ protected:
 	Mode mode_ = Mode::Enforce;
 	size_t ruleCount_ = 0;
 	std::vector<std::string> allowCidrs_;
+	FilesystemPolicy filesystem_;
+	SyscallPolicy syscalls_;
+	ResourceLimits limits_;
 };
 
 // The outcome of loading: an engine, or every diagnostic found.

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +61,15 @@ struct CompiledRule {
 	}
 };
 
+// The `filesystem:` section's value when the policy has none: the workspace
+// as an overlay, kDefaultHidden hidden.
+inline FilesystemPolicy defaultFilesystemPolicy()
+{
+	FilesystemPolicy policy;
+	policy.hidden.assign(std::begin(kDefaultHidden), std::end(kDefaultHidden));
+	return policy;
+}
+
 struct CompiledPolicy {
 	std::string name;
 	Mode mode = Mode::Enforce;
@@ -67,6 +78,11 @@ struct CompiledPolicy {
 	size_t maxDnsNameLength = kDefaultMaxDnsNameLength;
 	std::vector<std::string> allowCidrs;
 	std::vector<CompiledRule> rules;
+	// What the sandbox enforces beyond the network; absent sections keep
+	// these defaults.
+	FilesystemPolicy filesystem = defaultFilesystemPolicy();
+	SyscallPolicy syscalls;
+	ResourceLimits limits;
 };
 
 // Builds the engine for a loaded policy; `sha256` is of the policy text.
