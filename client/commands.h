@@ -27,6 +27,9 @@ int runTail(const GlobalOptions &global, const std::vector<std::string> &args);
 int runPending(const GlobalOptions &global, const std::vector<std::string> &args);
 int runApprove(const GlobalOptions &global, const std::vector<std::string> &args);
 int runDeny(const GlobalOptions &global, const std::vector<std::string> &args);
+int runDiff(const GlobalOptions &global, const std::vector<std::string> &args);
+int runApply(const GlobalOptions &global, const std::vector<std::string> &args);
+int runDiscard(const GlobalOptions &global, const std::vector<std::string> &args);
 
 // Entry point: argv without argv[0].
 int run(const std::vector<std::string> &args);

@@ -17,7 +17,8 @@ CommandFn findCommand(const std::string &name)
 	static const std::pair<const char *, CommandFn> kCommands[] = {
 		{"launch", runLaunch},   {"ps", runPs},           {"stop", runStop},   {"tail", runTail},
 		{"pending", runPending}, {"approve", runApprove}, {"deny", runDeny},   {"status", runStatus},
-		{"policy", runPolicy},   {"audit", runAudit},
+		{"policy", runPolicy},   {"audit", runAudit},         {"diff", runDiff},   {"apply", runApply},
+		{"discard", runDiscard},
 	};
 	for (const auto &[commandName, fn] : kCommands)
 		if (name == commandName)
@@ -31,11 +32,15 @@ const char kUsage[] =
 	"Control gvm, the governance runtime for AI agents.\n"
 	"\n"
 	"Commands:\n"
-	"  launch --policy FILE [--monitor] [--name NAME] [--cooperative]\n"
-	"         [--upstream-ca FILE] -- CMD [ARGS...]\n"
+	"  launch --policy FILE [--monitor] [--name NAME] [--workspace DIR]\n"
+	"         [--network-only] [--cooperative] [--upstream-ca FILE] -- CMD [ARGS...]\n"
 	"                                       run CMD in a sandbox governed by the policy;\n"
 	"                                       exits with CMD's status\n"
-	"  ps [--all]                           list running sandboxes\n"
+	"  ps [--all]                           list running sandboxes (--all: also\n"
+	"                                       ended ones with workspace changes)\n"
+	"  diff SANDBOX [--patch]               what the agent changed in its workspace\n"
+	"  apply SANDBOX [PATH...]              copy those changes into the real workspace\n"
+	"  discard SANDBOX                      throw those changes away\n"
 	"  stop SANDBOX                         stop a sandbox (SIGTERM, then SIGKILL)\n"
 	"  tail [SANDBOX]                       follow decisions live, until Ctrl-C\n"
 	"  pending                              list requests held for approval\n"

@@ -6,7 +6,9 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <climits>
 #include <iostream>
+#include <sys/stat.h>
 #include <memory>
 #include <poll.h>
 #include <unistd.h>
@@ -23,8 +25,9 @@ extern char **environ;
 namespace gvm::client {
 
 const char kLaunchUsage[] =
-	"Usage: gvmctl launch --policy FILE [--monitor] [--name NAME] [--cooperative]\n"
-	"                     [--upstream-ca FILE] [--json] [--socket PATH] -- CMD [ARGS...]\n"
+	"Usage: gvmctl launch --policy FILE [--monitor] [--name NAME] [--workspace DIR]\n"
+	"                     [--network-only] [--cooperative] [--upstream-ca FILE]\n"
+	"                     [--json] [--socket PATH] -- CMD [ARGS...]\n"
 	"\n"
 	"Run CMD as you, in a sandbox whose network traffic gvmd decides with the\n"
 	"policy in FILE. By default the sandbox has a network namespace of its own:\n"
@@ -32,7 +35,20 @@ const char kLaunchUsage[] =
 	"CMD honours proxy variables or not, anything else (other UDP, ICMP, IPv6)\n"
 	"is dropped, and CMD runs in its own pid, mount, uts and ipc namespaces with\n"
 	"no capabilities (even as root), no_new_privs, and gvmd's directories\n"
-	"hidden. gvmctl reads FILE (and the --upstream-ca file) itself and\n"
+	"hidden.\n"
+	"\n"
+	"It also sees the host read-only, with the policy's `filesystem:` section\n"
+	"applied: its workspace (your working directory, or --workspace DIR) is an\n"
+	"overlay whose changes wait for 'gvmctl diff' and 'gvmctl apply' (or are\n"
+	"written directly, or not at all, as the policy says); your home directory\n"
+	"gets a private layer that is thrown away at the end; secrets (~/.ssh,\n"
+	"~/.aws, .env files...) are replaced by empty unreadable mounts; /tmp,\n"
+	"/dev/shm and /dev are its own. Landlock closes the same paths a second\n"
+	"time, a seccomp filter makes ptrace, mount, new namespaces, bpf,\n"
+	"io_uring and raw or packet sockets fail with EPERM, and a cgroup holds\n"
+	"the policy's `limits:` (memory, pids, cpu).\n"
+	"\n"
+	"gvmctl reads FILE (and the --upstream-ca file) itself and\n"
 	"checks the policy before asking gvmd for anything: a broken policy is\n"
 	"reported as FILE:LINE:COLUMN: message and nothing is started.\n"
 	"\n"
@@ -53,6 +69,10 @@ const char kLaunchUsage[] =
 	"  --monitor           monitor mode whatever the policy says: record what it\n"
 	"                      would deny, and allow everything\n"
 	"  --name NAME         a name for the sandbox, shown by 'gvmctl ps'\n"
+	"  --workspace DIR     the directory the agent may change (through the\n"
+	"                      overlay); default: the working directory\n"
+	"  --network-only      the network sandbox alone: the host's file system as\n"
+	"                      it is, no seccomp filter, Landlock rules or cgroup\n"
 	"  --cooperative       no namespaces: only programs that honour the proxy\n"
 	"                      variables are governed, anything else bypasses gvm\n"
 	"                      (the only mode of a gvmd that does not run as root)\n"
@@ -76,6 +96,7 @@ namespace {
 const std::vector<FlagSpec> kLaunchFlags = {
 	{"--policy", true, false},      {"--monitor", false, false}, {"--name", true, false},
 	{"--cooperative", false, false}, {"--upstream-ca", true, false}, {"--json", false, false},
+	{"--workspace", true, false},   {"--network-only", false, false},
 	{"--socket", true, false},      {"--help", false, false},
 };
 
@@ -547,6 +568,8 @@ Result<LaunchOptions> parseLaunchArgs(const std::vector<std::string> &args)
 	options.socket = parsed->value("--socket");
 	options.monitor = parsed->has("--monitor");
 	options.cooperative = parsed->has("--cooperative");
+	options.networkOnly = parsed->has("--network-only");
+	options.workspace = parsed->value("--workspace");
 	options.policyFile = parsed->value("--policy");
 	options.upstreamCaFile = parsed->value("--upstream-ca");
 	if (parsed->has("--name"))
@@ -560,6 +583,10 @@ Result<LaunchOptions> parseLaunchArgs(const std::vector<std::string> &args)
 		return fail(Error::internal("--policy FILE is required"));
 	if (parsed->has("--upstream-ca") && options.upstreamCaFile.empty())
 		return fail(Error::internal("--upstream-ca needs a file name"));
+	if (parsed->has("--workspace") && options.workspace.empty())
+		return fail(Error::internal("--workspace needs a directory"));
+	if (options.cooperative && !options.workspace.empty())
+		return fail(Error::internal("--cooperative has no file system isolation: --workspace does not apply"));
 	if (options.name && options.name->empty())
 		return fail(Error::internal("--name needs a non-empty name"));
 	if (options.command.empty())
@@ -585,6 +612,10 @@ rpc::Json buildLaunchParams(const LaunchOptions &options, const std::string &pol
 		params["name"] = *options.name;
 	if (!options.upstreamCaFile.empty())
 		params["upstream_ca_pem"] = upstreamCaPem;
+	if (!options.workspace.empty())
+		params["workspace"] = options.workspace;
+	if (options.networkOnly)
+		params["isolation"] = false;
 	return params;
 }
 
@@ -650,6 +681,22 @@ int runLaunch(const GlobalOptions &global, const std::vector<std::string> &args)
 	if (!::getcwd(cwd, sizeof(cwd))) {
 		std::cerr << "gvmctl: cannot determine the working directory: " << std::strerror(errno) << "\n";
 		return kExitFailure;
+	}
+
+	// The workspace as a real path, resolved as the user: gvmd mounts
+	// over exactly that directory.
+	if (!options->workspace.empty()) {
+		char real[PATH_MAX];
+		struct stat st{};
+		if (!::realpath(options->workspace.c_str(), real) || ::stat(real, &st) < 0) {
+			std::cerr << "gvmctl: workspace " << options->workspace << ": " << std::strerror(errno) << "\n";
+			return kExitFailure;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			std::cerr << "gvmctl: workspace " << options->workspace << " is not a directory\n";
+			return kExitFailure;
+		}
+		options->workspace = real;
 	}
 
 	auto client = RpcClient::connect(resolveSocketPath(socket));

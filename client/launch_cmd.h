@@ -21,6 +21,8 @@ struct LaunchOptions {
 	std::optional<std::string> name;        // --name
 	bool monitor = false;                   // --monitor
 	bool cooperative = false;               // --cooperative
+	bool networkOnly = false;               // --network-only
+	std::string workspace;                  // --workspace, resolved; empty: cwd
 	std::vector<std::string> command;       // CMD [ARGS...]
 	bool help = false;                      // --help
 	bool json = false;                      // --json

@@ -13,7 +13,8 @@ namespace {
 const char kStatusUsage[] =
 	"Usage: gvmctl status [--json] [--socket PATH]\n"
 	"\n"
-	"Show gvmd's version, pid, uptime, control socket, state directory and\n"
+	"Show gvmd's version, pid, uptime, control socket, state directory, the\n"
+	"isolation the kernel offers (Landlock ABI, cgroup hierarchy) and\n"
 	"sandbox count, and the identity gvmd sees for you.\n";
 
 std::string formatUptime(double seconds)
@@ -68,6 +69,12 @@ int runStatus(const GlobalOptions &globalIn, const std::vector<std::string> &arg
 		  << "  state dir:  " << text("state_dir") << "\n"
 		  << "  sandboxes:  " << str("sandboxes") << "\n"
 		  << "  clients:    " << str("clients") << "\n";
+	if (s.contains("isolation") && s["isolation"].is_object()) {
+		const rpc::Json &iso = s["isolation"];
+		const int64_t abi = iso.value("landlock_abi", int64_t{0});
+		std::cout << "  landlock:   " << (abi > 0 ? "ABI " + std::to_string(abi) : std::string("unavailable")) << "\n"
+			  << "  cgroups:    " << iso.value("cgroups", std::string("?")) << "\n";
+	}
 	if (s.contains("caller") && s["caller"].is_object())
 		std::cout << "  you:        uid " << rpc::dumpJson(s["caller"].value("uid", rpc::Json())) << ", gid "
 			  << rpc::dumpJson(s["caller"].value("gid", rpc::Json())) << "\n";

@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/isolation/agent_seccomp.h"
+#include "daemon/isolation/cgroup.h"
+#include "daemon/isolation/landlock.h"
+#include "daemon/isolation/mount_view.h"
 
 namespace gvm::daemon {
 
@@ -48,20 +52,35 @@ enum class Step : int32_t {
 	ForkAgent,
 	Capabilities,
 	NoNewPrivs,
+	Cgroup,
+	MountView, // detail: what and where
+	Landlock,
+	Seccomp,
 };
 
 struct ChildReport {
 	int32_t step;
 	int32_t err;
+	// A path or a description, NUL-terminated (a pipe write this small
+	// is atomic).
+	char detail[400];
 };
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 
 // In the child only: tell the parent what failed and give up. write() and
 // _exit() are async-signal-safe; nothing here allocates.
-[[noreturn]] void childFail(int reportFd, Step step, int err)
+[[noreturn]] void childFail(int reportFd, Step step, int err, const char *detail = nullptr,
+			    const char *detail2 = nullptr)
 {
-	ChildReport report{static_cast<int32_t>(step), err};
+	ChildReport report{static_cast<int32_t>(step), err, {}};
+	size_t at = 0;
+	for (const char *part : {detail, detail2}) {
+		if (part && at > 0 && at + 1 < sizeof(report.detail))
+			report.detail[at++] = ' ';
+		for (const char *c = part; c && *c && at + 1 < sizeof(report.detail); ++c)
+			report.detail[at++] = *c;
+	}
 	[[maybe_unused]] ssize_t n = ::write(reportFd, &report, sizeof(report));
 	::_exit(127);
 }
@@ -162,6 +181,11 @@ struct ChildPlan {
 	size_t hiddenCount;
 	const char *hostname;
 	int lastCap;
+	const isolation::MountViewSpec *view;     // null: the host's view
+	const isolation::LandlockPlan *landlock;  // null: none
+	const isolation::AgentSeccompFilter *seccomp; // null: none
+	const int *cgroupProcs;
+	size_t cgroupProcsCount;
 };
 
 void resetSignals()
@@ -213,6 +237,15 @@ pid_t rawFork(uint64_t flags, int *pidfd)
 		for (int cap = 0; cap <= plan.lastCap; ++cap)
 			if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 				childFail(report, Step::Capabilities, errno);
+
+	// Landlock: file access limited to the sandbox's view, a layer that
+	// does not depend on the mounts (a path they failed to cover stays
+	// closed). Applied while still root, which may open every path the
+	// rules name; the domain binds root and everything after alike.
+	if (plan.landlock) {
+		if (int err = plan.landlock->applyInChild(); err != 0)
+			childFail(report, Step::Landlock, err);
+	}
 
 	// Become the caller, for good: supplementary groups, then gid, then
 	// uid (the order matters: once the uid is not 0, the group calls are
@@ -271,6 +304,15 @@ pid_t rawFork(uint64_t flags, int *pidfd)
 	sigemptyset(&none);
 	::sigprocmask(SIG_SETMASK, &none, nullptr);
 
+	// The seccomp filter, last before execve(): system calls the agent has
+	// no business making (ptrace, mount, namespaces, bpf, io_uring, raw and
+	// packet sockets...) fail with EPERM from here on. no_new_privs is set
+	// (sandbox mode), so an unprivileged process may load it.
+	if (plan.seccomp) {
+		if (int err = plan.seccomp->loadInChild(); err != 0)
+			childFail(report, Step::Seccomp, err);
+	}
+
 	// PATH lookup as execvp() does it: a missing or non-directory entry
 	// moves on; EACCES is reported if nothing else worked.
 	int err = ENOENT;
@@ -302,6 +344,12 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 	// gvmd gone (a crash): the sandbox goes with it, and its network
 	// namespace and veth with the last process in it.
 	::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	// Into the sandbox's cgroup before anything else, so every process of
+	// the sandbox is counted against its limits.
+	if (plan.cgroupProcsCount > 0) {
+		if (int err = isolation::SandboxCgroup::joinInChild(plan.cgroupProcs, plan.cgroupProcsCount); err != 0)
+			childFail(report, Step::Cgroup, err);
+	}
 	// A process group of its own, which gvmd signals (kill(-pid)).
 	if (::setsid() < 0)
 		childFail(report, Step::Setsid, errno);
@@ -322,6 +370,11 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 		    ::mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0)
 			childFail(report, step, errno);
 	};
+	// The workspace, the home's private layer and the masks over secrets
+	// first: their sources live in the sandbox's directory, hidden below.
+	isolation::MountViewFailure viewFailure{};
+	if (plan.view && !isolation::mountLayers(*plan.view, &viewFailure))
+		childFail(report, Step::MountView, viewFailure.err, isolation::describe(viewFailure.step), viewFailure.path);
 	bindReadOnly(plan.caBundle, kSystemCaBundle, Step::MountCaBundle);
 	bindReadOnly(plan.resolvConf, "/etc/resolv.conf", Step::MountResolvConf);
 	// A hidden directory becomes an empty read-only tmpfs; a hidden file
@@ -343,6 +396,10 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 	// capability (net.ipv6.conf.all.disable_ipv6 among them): read-only.
 	bindReadOnly("/proc/sys", "/proc/sys", Step::MountProc);
 	bindReadOnly("/proc/sysrq-trigger", "/proc/sysrq-trigger", Step::MountProc);
+	// Private /tmp, /dev and /dev/shm, then the whole host read-only but
+	// for the workspace, the home layer and those.
+	if (plan.view && !isolation::sealMountView(*plan.view, &viewFailure))
+		childFail(report, Step::MountView, viewFailure.err, isolation::describe(viewFailure.step), viewFailure.path);
 	if (plan.hostname[0] && ::sethostname(plan.hostname, std::strlen(plan.hostname)) < 0)
 		childFail(report, Step::Hostname, errno);
 
@@ -460,6 +517,7 @@ Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec 
 
 	UniqueFd statusRead, statusWrite;
 	std::vector<const char *> hidden;
+	std::vector<int> cgroupProcs;
 	if (spec.isolation) {
 		AgentSpec::Isolation &iso = *spec.isolation;
 		GVM_TRY_VOID(moveAboveStdio(iso.netns), "preparing the sandbox's network namespace");
@@ -478,6 +536,15 @@ Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec 
 		plan.hiddenCount = hidden.size();
 		plan.hostname = iso.hostname.c_str();
 		plan.lastCap = lastCapability();
+		plan.view = iso.view ? &iso.view->spec() : nullptr;
+		plan.landlock = iso.landlock.get();
+		plan.seccomp = iso.seccomp.get();
+		for (UniqueFd &fd : iso.cgroupProcs) {
+			GVM_TRY_VOID(moveAboveStdio(fd), "preparing the sandbox's cgroup");
+			cgroupProcs.push_back(fd.get());
+		}
+		plan.cgroupProcs = cgroupProcs.data();
+		plan.cgroupProcsCount = cgroupProcs.size();
 	}
 
 	// Signals stay blocked across fork(): the child must not run gvmd's
@@ -594,6 +661,10 @@ void AgentProcess::onErrorPipe()
 		case Step::ForkAgent: what = "cannot start the agent inside the sandbox"; break;
 		case Step::Capabilities: what = "cannot drop the agent's capabilities"; break;
 		case Step::NoNewPrivs: what = "cannot set no_new_privs for the agent"; break;
+		case Step::Cgroup: what = "cannot move the sandbox into its cgroup"; break;
+		case Step::MountView: what = std::string(report.detail, strnlen(report.detail, sizeof(report.detail))); break;
+		case Step::Landlock: what = "cannot apply the sandbox's Landlock rules"; break;
+		case Step::Seccomp: what = "cannot load the agent's seccomp filter"; break;
 		default: what = "the agent failed to start"; break;
 		}
 		error = Error::fromErrno(report.err, what);

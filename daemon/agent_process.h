@@ -14,6 +14,12 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 
+namespace gvm::isolation {
+class MountViewPlan;
+class LandlockPlan;
+class AgentSeccompFilter;
+} // namespace gvm::isolation
+
 namespace gvm::daemon {
 
 // What to run and as whom. Everything here comes from the caller (argv,
@@ -49,6 +55,14 @@ struct AgentSpec {
 		// runtime, socket and state directories).
 		std::vector<std::string> hidden;
 		std::string hostname;
+		// Isolation beyond the network (each optional): the file
+		// system view, built by the init; Landlock rules and the
+		// seccomp filter, applied by the agent just before execve();
+		// the cgroup the init joins first (its cgroup.procs files).
+		std::shared_ptr<const isolation::MountViewPlan> view;
+		std::shared_ptr<const isolation::LandlockPlan> landlock;
+		std::shared_ptr<const isolation::AgentSeccompFilter> seccomp;
+		std::vector<UniqueFd> cgroupProcs;
 	};
 	std::optional<Isolation> isolation;
 };

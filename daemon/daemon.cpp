@@ -23,6 +23,8 @@
 #include "daemon/net/address_pool.h"
 #include "daemon/net/host_network.h"
 #include "gvm_config.h"
+#include "daemon/isolation/cgroup.h"
+#include "daemon/isolation/landlock.h"
 
 namespace gvm::daemon {
 
@@ -126,6 +128,10 @@ Result<void> Daemon::setUp()
 Result<void> Daemon::prepareSandboxNetworking(SandboxManager::Config &config)
 {
 	config.network.pool = options_.addressPool;
+	config.stateDir = options_.stateDir;
+	config.maskMounts = options_.maskMounts;
+	if (!options_.maskMounts)
+		GVM_LOG(Daemon, Warning) << "--test-no-mask-mounts: hidden paths are closed by Landlock alone";
 	// Hidden from every agent: where gvmd keeps its socket, sandboxes
 	// and audit log.
 	config.hiddenDirs = {options_.runtimeDir, options_.stateDir, options_.socketPath};
@@ -316,9 +322,22 @@ rpc::Json Daemon::status(const PeerCredentials &caller) const
 		{"clients", server_->clientCount()},
 		{"socket", options_.socketPath},
 		{"state_dir", options_.stateDir},
+		{"isolation", isolationSupport()},
 		{"audit", {{"path", audit_->path()}, {"records", audit_->lastSeq()}}},
 		{"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", static_cast<int64_t>(caller.pid)}}},
 	};
+}
+
+rpc::Json Daemon::isolationSupport()
+{
+	// Read once: neither changes while gvmd runs.
+	static const rpc::Json support = [] {
+		rpc::Json out = {{"landlock_abi", isolation::landlockAbi()}};
+		auto cgroups = isolation::SandboxCgroup::describeSupport();
+		out["cgroups"] = cgroups ? *cgroups : "unavailable: " + cgroups.error().message();
+		return out;
+	}();
+	return support;
 }
 
 void Daemon::shutdown(int signum)

@@ -45,6 +45,9 @@ private:
 	void registerMethods();
 	void shutdown(int signum);
 	rpc::Json status(const PeerCredentials &caller) const;
+	// What isolation the kernel offers: Landlock's ABI, the cgroup
+	// hierarchy ("daemon.status" → "isolation").
+	static rpc::Json isolationSupport();
 
 	Options options_;
 	std::unique_ptr<Loop> loop_;

@@ -31,6 +31,9 @@ std::string usage()
 	       "  --address-pool CIDR IPv4 range for sandbox veth pairs, /30 each; ranges\n"
 	       "                      in use on the host are skipped (default: 10.201.0.0/16)\n"
 	       "  --log-level LEVEL   debug, info, notice, warning or error (default: info)\n"
+	       "  --test-no-mask-mounts\n"
+	       "                      for gvm's own tests only: do not mount over hidden\n"
+	       "                      paths, so that Landlock alone keeps them closed\n"
 	       "  --help              show this help and exit\n"
 	       "  --version           show the version and exit\n";
 }
@@ -63,6 +66,8 @@ Result<Options> parseOptions(const std::vector<std::string> &args)
 			opts.showHelp = true;
 		} else if (name == "--version") {
 			opts.showVersion = true;
+		} else if (name == "--test-no-mask-mounts") {
+			opts.maskMounts = false;
 		} else if (name == "--socket" || name == "--runtime-dir" || name == "--state-dir" ||
 			   name == "--log-level" || name == "--worker" || name == "--upstream-ca" ||
 			   name == "--dns-upstream" || name == "--address-pool") {

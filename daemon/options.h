@@ -25,6 +25,8 @@ struct Options {
 	// nameserver of /etc/resolv.conf), and the IPv4 pool their veth
 	// addresses come from.
 	std::string dnsUpstream;
+	// Tests of the Landlock layer only (--test-no-mask-mounts).
+	bool maskMounts = true;
 	std::string addressPool = "10.201.0.0/16";
 	log::Level logLevel = log::Level::Info;
 	bool showHelp = false;

@@ -5,6 +5,7 @@
 #include <csignal>
 
 #include "common/log.h"
+#include "daemon/isolation/cgroup.h"
 #include "common/rfc3339.h"
 
 namespace gvm::daemon {
@@ -178,6 +179,20 @@ rpc::Json Sandbox::describe() const
 				  {"host_address", network->hostAddress()},
 				  {"sandbox_address", network->sandboxAddress()},
 				  {"dropped_packets", network->droppedPackets()}};
+	}
+	if (isolate) {
+		rpc::Json iso = {{"workspace", workspace}, {"overlay", !upperDir.empty()}};
+		if (cgroup)
+			if (auto usage = cgroup->usage()) {
+				iso["memory_bytes"] = usage->memoryBytes;
+				iso["pids"] = usage->pids;
+				iso["cpu_usec"] = usage->cpuUsec;
+				if (usage->memoryLimit)
+					iso["memory_limit"] = *usage->memoryLimit;
+				if (usage->pidsLimit)
+					iso["pids_limit"] = *usage->pidsLimit;
+			}
+		out["isolation"] = std::move(iso);
 	}
 	return out;
 }

@@ -20,6 +20,10 @@
 #include "daemon/rpc_server.h"
 #include "daemon/worker_process.h"
 
+namespace gvm::isolation {
+class SandboxCgroup;
+}
+
 namespace gvm::daemon {
 
 // sandbox.stop: SIGTERM first, SIGKILL this long after if the agent runs on.
@@ -133,6 +137,13 @@ public:
 	std::vector<std::string> env;
 	std::string cwd;
 	bool tty = false;
+	// Isolation beyond the network (sandbox mode unless --network-only):
+	// the workspace, its overlay's upper layer ("" unless an overlay),
+	// and the cgroup (removed with the sandbox).
+	bool isolate = false;
+	std::string workspace;
+	std::string upperDir;
+	std::unique_ptr<isolation::SandboxCgroup> cgroup;
 
 private:
 	SandboxInfo info_;

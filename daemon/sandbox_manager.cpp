@@ -17,6 +17,9 @@
 #include "common/log.h"
 #include "common/rfc3339.h"
 #include "common/scope_exit.h"
+#include "daemon/isolation/cgroup.h"
+#include "daemon/isolation/landlock.h"
+#include "daemon/workspace_review.h"
 
 namespace gvm::daemon {
 
@@ -280,6 +283,9 @@ void SandboxManager::registerMethods()
 	add("decisions.subscribe", &SandboxManager::subscribe);
 	add("hold.list", &SandboxManager::holdList);
 	add("hold.answer", &SandboxManager::holdAnswer);
+	add("workspace.diff", &SandboxManager::workspaceDiff);
+	add("workspace.apply", &SandboxManager::workspaceApply);
+	add("workspace.discard", &SandboxManager::workspaceDiscard);
 }
 
 size_t SandboxManager::count() const
@@ -369,6 +375,16 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	auto upstreamCa = stringParam(params, "upstream_ca_pem", false);
 	if (!upstreamCa)
 		return fail(std::move(upstreamCa).error());
+	// The workspace (default: the working directory) and whether the
+	// sandbox confines more than the network.
+	auto workspace = stringParam(params, "workspace", false, *cwd);
+	if (!workspace)
+		return fail(std::move(workspace).error());
+	if (workspace->empty() || (*workspace)[0] != '/')
+		return fail(invalidParams("\"workspace\" must be an absolute path"));
+	auto isolate = boolParam(params, "isolation", true);
+	if (!isolate)
+		return fail(std::move(isolate).error());
 
 	if (!*cooperative && ::geteuid() != 0)
 		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,
@@ -497,6 +513,8 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	sandbox->env = std::move(*env);
 	sandbox->cwd = std::move(*cwd);
 	sandbox->tty = *tty;
+	sandbox->isolate = !*cooperative && *isolate;
+	sandbox->workspace = std::move(*workspace);
 
 	std::string upstreamPem = config_.upstreamCaPem;
 	if (!upstreamPem.empty() && upstreamPem.back() != '\n' && !upstreamCa->empty())
@@ -693,6 +711,21 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 		iso.resolvConf = info.dir + "/resolv.conf";
 		iso.hidden = config_.hiddenDirs;
 		iso.hostname = "gvm-" + id;
+		if (sandbox->isolate) {
+			auto prepared = prepareSandboxIsolation(*sandbox, *result);
+			if (!prepared) {
+				abortLaunch(id, std::move(prepared).error());
+				return;
+			}
+			iso.view = std::move(prepared->view);
+			iso.landlock = std::move(prepared->landlock);
+			iso.seccomp = std::move(prepared->seccomp);
+			if (prepared->cgroup)
+				for (const UniqueFd &fd : prepared->cgroup->procsFds())
+					iso.cgroupProcs.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+			sandbox->cgroup = std::move(prepared->cgroup);
+			sandbox->upperDir = std::move(prepared->upperDir);
+		}
 		spec.isolation = std::move(iso);
 	}
 
@@ -704,6 +737,33 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 		return;
 	}
 	sandbox->setAgent(std::move(*agent));
+}
+
+Result<PreparedIsolation> SandboxManager::prepareSandboxIsolation(Sandbox &sandbox, const rpc::Json &configured)
+{
+	auto described = configured.find("isolation");
+	if (described == configured.end())
+		return fail(Error::internal("the proxy worker did not describe the policy's isolation sections"));
+	auto policy = parseIsolationPolicy(*described);
+	if (!policy)
+		return fail(std::move(policy).error());
+	const SandboxInfo &info = sandbox.info();
+	IsolationRequest request;
+	request.id = info.id;
+	request.workspace = sandbox.workspace;
+	request.uid = info.uid;
+	request.gid = info.gid;
+	request.sandboxDir = info.dir;
+	request.stateDir = config_.stateDir;
+	request.gvmdHidden = config_.hiddenDirs;
+	request.maskMounts = config_.maskMounts;
+	request.policy = std::move(*policy);
+	auto prepared = prepareIsolation(request, seccompFilters_);
+	if (!prepared)
+		return fail(std::move(prepared).error().wrap("isolating sandbox " + info.id));
+	if (!prepared->upperDir.empty())
+		GVM_TRY_VOID(writeSandboxRecord(sandbox, false), "recording sandbox " + info.id);
+	return prepared;
 }
 
 void SandboxManager::onAgentStarted(const std::string &id, Result<void> result)
@@ -848,6 +908,17 @@ void SandboxManager::remove(const std::string &id)
 	std::filesystem::remove_all(it->second->info().dir, ec);
 	if (ec)
 		GVM_LOG(Daemon, Warning) << "removing " << it->second->info().dir << ": " << ec.message() << ", ignoring";
+	// An overlay workspace's changes wait for the user; a layer the agent
+	// left empty goes now.
+	if (!it->second->upperDir.empty()) {
+		Result<void> r = hasPendingChanges(config_.stateDir, id) ? writeSandboxRecord(*it->second, true)
+									 : discardWorkspaceChanges(config_.stateDir, id);
+		if (!r)
+			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": " << r.error().message() << ", ignoring";
+		else if (hasPendingChanges(config_.stateDir, id))
+			GVM_LOG(Daemon, Info) << "sandbox " << id << ": workspace changes kept for `gvmctl diff " << id
+					      << "`";
+	}
 	// We may be inside one of the sandbox's own callbacks (its worker's
 	// or its agent's): destroy it afterwards. Destroying it kills and
 	// reaps the worker.
@@ -909,7 +980,117 @@ Result<rpc::Json> SandboxManager::list(CallContext &ctx, const rpc::Json &params
 			continue;
 		out.push_back(sandbox->describe());
 	}
+	// With "all": also sandboxes that ended and left workspace changes.
+	if (*all)
+		for (const SandboxRecord &record : listSandboxRecords(config_.stateDir)) {
+			if (sandboxes_.count(record.id) || !record.ended)
+				continue;
+			if (ctx.peer.uid != 0 && record.uid != ctx.peer.uid)
+				continue;
+			rpc::Json entry = record.toJson();
+			entry["sandbox"] = record.id;
+			entry["state"] = "ended";
+			entry["pending_changes"] = hasPendingChanges(config_.stateDir, record.id);
+			out.push_back(std::move(entry));
+		}
 	return rpc::Json{{"sandboxes", std::move(out)}};
+}
+
+Result<void> SandboxManager::writeSandboxRecord(const Sandbox &sandbox, bool ended)
+{
+	const SandboxInfo &info = sandbox.info();
+	SandboxRecord record;
+	record.id = info.id;
+	record.name = info.name;
+	record.uid = info.uid;
+	record.gid = info.gid;
+	record.workspace = sandbox.workspace;
+	record.command = info.command;
+	record.started = sandbox.describe().value("started", "");
+	record.ended = ended;
+	return daemon::writeSandboxRecord(config_.stateDir, record);
+}
+
+Result<SandboxRecord> SandboxManager::reviewable(CallContext &ctx, const rpc::Json &params, const char *method,
+						 bool mustHaveEnded, Reviewer *reviewer)
+{
+	GVM_TRY_VOID(checkObject(params, false), method);
+	auto id = stringParam(params, "sandbox", true);
+	if (!id)
+		return fail(std::move(id).error());
+	if (!net::isSandboxId(*id))
+		return fail(notFound("no sandbox '" + *id + "'"));
+	auto record = readSandboxRecord(config_.stateDir, *id);
+	// Another user's changes are "not found", like their sandboxes.
+	if (!record || (ctx.peer.uid != 0 && record->uid != ctx.peer.uid))
+		return fail(notFound("sandbox '" + *id + "' has no workspace changes"));
+	if (mustHaveEnded && sandboxes_.count(*id))
+		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,
+				  "sandbox " + *id + " is still running; stop it first (`gvmctl stop " + *id + "`)"));
+	// The work runs as the sandbox's owner (root reviewing another user's
+	// sandbox included): its files, its workspace.
+	reviewer->uid = record->uid;
+	reviewer->gid = record->gid;
+	if (record->uid == ctx.peer.uid) {
+		auto caller = inspectCaller(ctx.peer.pid, ctx.peer.uid);
+		if (!caller)
+			return fail(std::move(caller).error());
+		reviewer->groups = caller->groups;
+	} else {
+		reviewer->groups = {record->gid};
+	}
+	return record;
+}
+
+Result<rpc::Json> SandboxManager::workspaceDiff(CallContext &ctx, const rpc::Json &params)
+{
+	Reviewer reviewer;
+	auto record = reviewable(ctx, params, "workspace.diff", false, &reviewer);
+	if (!record)
+		return fail(std::move(record).error());
+	auto patch = boolParam(params, "patch", false);
+	if (!patch)
+		return fail(std::move(patch).error());
+	auto out = listWorkspaceChanges(config_.stateDir, *record, reviewer, *patch);
+	if (!out)
+		return fail(std::move(out).error());
+	(*out)["sandbox"] = record->id;
+	(*out)["workspace"] = record->workspace;
+	return out;
+}
+
+Result<rpc::Json> SandboxManager::workspaceApply(CallContext &ctx, const rpc::Json &params)
+{
+	Reviewer reviewer;
+	auto record = reviewable(ctx, params, "workspace.apply", true, &reviewer);
+	if (!record)
+		return fail(std::move(record).error());
+	auto paths = stringListParam(params, "paths", false);
+	if (!paths)
+		return fail(std::move(paths).error());
+	auto out = applyWorkspaceChanges(config_.stateDir, *record, reviewer, *paths);
+	if (!out)
+		return fail(std::move(out).error());
+	GVM_LOG(Daemon, Info) << "sandbox " << record->id << ": uid " << ctx.peer.uid << " applied "
+			      << (*out)["applied"].size() << " change(s) to " << record->workspace << ", "
+			      << (*out)["refused"].size() << " refused";
+	if (!hasPendingChanges(config_.stateDir, record->id))
+		if (auto r = discardWorkspaceChanges(config_.stateDir, record->id); !r)
+			GVM_LOG(Daemon, Warning) << r.error().message() << ", ignoring";
+	(*out)["sandbox"] = record->id;
+	(*out)["workspace"] = record->workspace;
+	return out;
+}
+
+Result<rpc::Json> SandboxManager::workspaceDiscard(CallContext &ctx, const rpc::Json &params)
+{
+	Reviewer reviewer;
+	auto record = reviewable(ctx, params, "workspace.discard", true, &reviewer);
+	if (!record)
+		return fail(std::move(record).error());
+	GVM_TRY_VOID(discardWorkspaceChanges(config_.stateDir, record->id), "workspace.discard");
+	GVM_LOG(Daemon, Info) << "sandbox " << record->id << ": uid " << ctx.peer.uid << " discarded its workspace changes";
+	return rpc::Json{{"sandbox", record->id}, {"discarded", true}};
 }
 
 Result<rpc::Json> SandboxManager::stop(CallContext &ctx, const rpc::Json &params)

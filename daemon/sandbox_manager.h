@@ -15,6 +15,8 @@
 #include "daemon/net/address_pool.h"
 #include "daemon/net/network_config.h"
 #include "daemon/sandbox.h"
+#include "daemon/sandbox_isolation.h"
+#include "daemon/workspace_review.h"
 
 namespace gvm::daemon {
 
@@ -58,6 +60,10 @@ public:
 		net::NetworkConfig network;
 		std::string dnsUpstream;
 		std::vector<std::string> hiddenDirs;
+		// Overlay workspaces' upper layers live in stateDir/sandboxes.
+		std::string stateDir;
+		// Tests of Landlock alone: no masking mounts over hidden paths.
+		bool maskMounts = true;
 	};
 
 	SandboxManager(Loop &loop, RpcServer &server, AuditLog &audit, DecisionSubscribers &subscribers, Config config);
@@ -79,6 +85,13 @@ private:
 	Result<rpc::Json> subscribe(CallContext &ctx, const rpc::Json &params);
 	Result<rpc::Json> holdList(CallContext &ctx, const rpc::Json &params);
 	Result<rpc::Json> holdAnswer(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> workspaceDiff(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> workspaceApply(CallContext &ctx, const rpc::Json &params);
+	Result<rpc::Json> workspaceDiscard(CallContext &ctx, const rpc::Json &params);
+	// The record of a sandbox whose workspace the caller may review, and
+	// whom the review runs as.
+	Result<SandboxRecord> reviewable(CallContext &ctx, const rpc::Json &params, const char *method,
+					 bool mustHaveEnded, Reviewer *reviewer);
 
 	// Why a new client is refused ("" to serve it).
 	std::string screen(const PeerCredentials &peer) const;
@@ -104,6 +117,13 @@ private:
 	void prepareSpares();
 	Result<std::unique_ptr<net::SandboxNetwork>> createNetwork(const std::string &id);
 	bool ensurePool();
+	// The mount view, Landlock rules, seccomp filter and cgroup of a
+	// sandbox's agent, from the worker's worker.configure answer.
+	Result<PreparedIsolation> prepareSandboxIsolation(Sandbox &sandbox, const rpc::Json &configured);
+	// stateDir/sandboxes/<id>/sandbox.json: who owns the overlay's upper
+	// layer and where it applies, for diff, apply and discard after the
+	// sandbox has ended.
+	Result<void> writeSandboxRecord(const Sandbox &sandbox, bool ended);
 
 	Loop &loop_;
 	RpcServer &server_;
@@ -119,6 +139,7 @@ private:
 	std::unique_ptr<net::SandboxNetwork> spareNetwork_;
 	// The id of the network being made ahead on a pool thread.
 	std::optional<std::string> networkInFlight_;
+	SeccompFilters seccompFilters_;
 	bool usedSandboxMode_ = false;
 	bool stopping_ = false;
 };

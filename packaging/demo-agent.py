@@ -56,4 +56,23 @@ try:
 except OSError as e:
     outcome = f"refused ({e.strerror or e})"
 print(f"agent: raw TCP 198.51.100.7:4444, no proxy -> {outcome}", flush=True)
+
+# And on the file system: secrets it should not see, and a change to the
+# workspace, which waits in the sandbox's overlay for a human to review.
+import os
+for secret in ("~/.ssh", "/run/gvm/gvmd.sock"):
+    path = os.path.expanduser(secret)
+    try:
+        found = os.listdir(path) if os.path.isdir(path) else open(path, "rb").read(1)
+        outcome = "readable" if found else "empty"
+    except OSError as e:
+        outcome = f"refused ({e.strerror})"
+    print(f"agent: read {secret} -> {outcome}", flush=True)
+try:
+    with open("demo-agent-was-here.txt", "w") as f:
+        f.write("written by the demo agent\n")
+    outcome = "written (to the overlay)"
+except OSError as e:
+    outcome = f"refused ({e.strerror})"
+print(f"agent: write demo-agent-was-here.txt in the workspace -> {outcome}", flush=True)
 sys.exit(1 if failures else 0)

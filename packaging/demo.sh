@@ -53,6 +53,17 @@ say gvmctl policy test $coding POST https://api.openai.com/v1/chat/completions
 say gvmctl launch --policy $coding -- python3 packaging/demo-agent.py
 "$gvmctl" launch --policy $coding -- python3 packaging/demo-agent.py || true
 
+# The agent's file changes wait in its overlay; the real checkout is
+# untouched until someone applies them.
+sandbox=$("$gvmctl" ps --all --json | python3 -c 'import json, sys; s = json.load(sys.stdin)["sandboxes"]; print(s[-1]["sandbox"] if s else "")')
+if [ -n "$sandbox" ]; then
+	say gvmctl diff "$sandbox" --patch
+	"$gvmctl" diff "$sandbox" --patch || true
+	[ ! -e demo-agent-was-here.txt ] && echo "(the real checkout has no demo-agent-was-here.txt)"
+	say gvmctl discard "$sandbox"
+	"$gvmctl" discard "$sandbox" || true
+fi
+
 say gvmctl audit show --limit 5
 "$gvmctl" audit show --limit 5
 

@@ -12,11 +12,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages="
-	meson ninja-build pkg-config g++ git
+	meson ninja-build pkg-config g++ git make
 	libuv1-dev android-libboringssl-dev libseccomp-dev
 	libnl-3-dev libnl-route-3-dev libnftables-dev nlohmann-json3-dev libyaml-cpp-dev
 	libpcre2-dev libsystemd-dev catch2 libbenchmark-dev libhttp-parser-dev
-	systemd iproute2 nftables procps
+	systemd iproute2 nftables procps passwd util-linux mount
 	curl python3
 	nginx-light openssl python3-requests nodejs dnsmasq-base
 "

@@ -62,6 +62,31 @@ Result<std::shared_ptr<const policy::Engine>> Worker::parsePolicy(const rpc::Jso
 	return std::move(loaded.engine);
 }
 
+namespace {
+
+// The policy's filesystem, syscalls and limits sections, for gvmd, which
+// confines the agent by them and never parses policy text itself.
+rpc::Json describeIsolation(const policy::Engine &engine)
+{
+	rpc::Json allow = rpc::Json::array();
+	for (size_t i = 0; i < std::size(policy::kSyscallGroupNames); ++i)
+		if (engine.syscalls().allow & (1u << i))
+			allow.push_back(policy::kSyscallGroupNames[i]);
+	rpc::Json limits = rpc::Json::object();
+	if (engine.limits().memoryBytes)
+		limits["memory"] = *engine.limits().memoryBytes;
+	if (engine.limits().pids)
+		limits["pids"] = *engine.limits().pids;
+	if (engine.limits().cpuMillis)
+		limits["cpu_millis"] = *engine.limits().cpuMillis;
+	return {{"workspace", policy::toString(engine.filesystem().workspace)},
+		{"hidden", engine.filesystem().hidden},
+		{"syscalls_allow", std::move(allow)},
+		{"limits", std::move(limits)}};
+}
+
+} // namespace
+
 rpc::Json Worker::describePolicy() const
 {
 	const bool monitor = forceMonitor_ || engine_->mode() == policy::Mode::Monitor;
@@ -152,6 +177,7 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params, std::vector<UniqueF
 			     << engine_->ruleCount() << " rules" << (forceMonitor_ ? ", monitor mode" : "") << ")";
 	rpc::Json result = describePolicy();
 	result["ca_pem"] = caPem;
+	result["isolation"] = describeIsolation(*engine_);
 	return result;
 }
 

@@ -171,7 +171,11 @@ struct Harness {
 
 	std::vector<std::string> launchArgs(const std::vector<std::string> &argv, std::vector<std::string> flags = {})
 	{
-		std::vector<std::string> args = {"launch", "--policy", policy};
+		// The network sandbox alone: these cases check what crosses the
+		// network, and their agents leave files for the test to read on
+		// the host (tests/system/test_isolation.cpp covers the rest, and
+		// the bypass suite runs with everything on).
+		std::vector<std::string> args = {"launch", "--policy", policy, "--network-only"};
 		args.insert(args.end(), flags.begin(), flags.end());
 		args.push_back("--");
 		args.insert(args.end(), argv.begin(), argv.end());
