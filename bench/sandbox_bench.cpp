@@ -4,8 +4,13 @@
 // against a private gvmd that the benchmark starts itself.
 //
 //   1. Launch: `gvmctl launch --policy P -- /bin/true`, from fork+exec of
-//      gvmctl to its exit, sandbox mode and --cooperative interleaved;
-//      p50/p90/max. Target: sandbox p50 < 60 ms.
+//      gvmctl to its exit, in three modes interleaved (each round in a
+//      rotated order): isolated (the default: the network sandbox plus the
+//      overlay workspace, masks, private /tmp and /dev, Landlock, seccomp
+//      and a cgroup), --network-only (the network sandbox alone) and
+//      --cooperative; p50/p90/p95/max, and isolated over network-only.
+//      Target: isolated p50 < 60 ms.
+//   Legs 2 to 4 launch their sandboxes in the default mode, isolation on.
 //   2. Teardown: agents that exit after 200 ms; from the agent's exit (the
 //      CLOCK_MONOTONIC time it prints just before exiting) to the RTM_DELLINK
 //      of its host link gvm<id> (an rtnetlink subscription, no polling), and
@@ -35,7 +40,11 @@
 // of its own: gvmd's veth pairs, addresses and global nftables table live
 // there, apart from any other gvmd on the machine, and vanish with the
 // benchmark. The client connects by address with SNI set to the name, so no
-// DNS server is needed.
+// DNS server is needed. Every sandbox's workspace is a directory of the
+// benchmark's scratch directory (gvmd refuses "/", the working directory of
+// the fifty leg's clients), which also holds the copy of this program that
+// agents run: an isolated agent's /tmp is its own, and only the workspace
+// is carried over onto it, so a build directory below /tmp is out of sight.
 //
 // Usage: sandbox-bench [--gvmd PATH] [--gvmctl PATH] [--worker PATH]
 //                      [--nginx PATH] [--ip PATH] [--launches N]
@@ -210,8 +219,8 @@ std::string lastLines(const std::string &path, size_t bytes = 1500)
 	return text.size() > bytes ? text.substr(text.size() - bytes) : text;
 }
 
-// The path of this program, for running it as a client or an agent inside
-// a sandbox (which sees the host's files, gvmd's directories aside).
+// The path of this program, copied into the sandboxes' workspace for
+// agents to run (see the top of this file).
 std::string selfPath()
 {
 	char buf[4096];
@@ -221,10 +230,33 @@ std::string selfPath()
 
 // --- The environment: gvmd, policy, origin, client namespace -----------------
 
+// How `gvmctl launch` runs an agent: the default, isolation on (network
+// sandbox, overlay workspace, masks, private /tmp and /dev, Landlock,
+// seccomp, cgroup); --network-only (the network sandbox alone); or
+// --cooperative (no namespaces, proxy variables only).
+enum class Mode { Isolated, NetworkOnly, Cooperative };
+constexpr Mode kLaunchModes[] = {Mode::Isolated, Mode::NetworkOnly, Mode::Cooperative};
+// The mode of legs 2 to 4: what `gvmctl launch` does unless told otherwise.
+constexpr Mode kDefaultMode = Mode::Isolated;
+
+const char *toString(Mode m)
+{
+	return m == Mode::Isolated ? "isolated" : m == Mode::NetworkOnly ? "network-only" : "cooperative";
+}
+
+const char *jsonKey(Mode m)
+{
+	return m == Mode::Isolated ? "isolated" : m == Mode::NetworkOnly ? "network_only" : "cooperative";
+}
+
 struct Bench {
 	Options options;
 	std::filesystem::path dir;
 	std::string self;
+	// The sandboxes' workspace (in dir), and the copy of this program in
+	// it that agents run (see the top of this file).
+	std::string workspace;
+	std::string agent;
 	std::string socket;
 	std::string policy;
 	std::unique_ptr<Process> gvmd;
@@ -240,10 +272,16 @@ struct Bench {
 		return args;
 	}
 
-	std::vector<std::string> launch(bool cooperative, const std::vector<std::string> &command) const
+	std::vector<std::string> launch(Mode mode, const std::vector<std::string> &command) const
 	{
 		std::vector<std::string> args = {"launch", "--policy", policy};
-		if (cooperative)
+		// Both sandbox modes name the same workspace, so that the flag is
+		// their only difference (gvmctl refuses one with --cooperative).
+		if (mode != Mode::Cooperative)
+			args.insert(args.end(), {"--workspace", workspace});
+		if (mode == Mode::NetworkOnly)
+			args.push_back("--network-only");
+		if (mode == Mode::Cooperative)
 			args.push_back("--cooperative");
 		args.push_back("--");
 		args.insert(args.end(), command.begin(), command.end());
@@ -352,16 +390,25 @@ Result<void> setUpClientNamespace(Bench &b)
 // --- Leg 1: launch time --------------------------------------------------------
 
 struct LaunchFigures {
-	std::vector<double> sandboxMs, cooperativeMs;
+	std::map<Mode, std::vector<double>> ms;
 	std::string error;
+
+	const std::vector<double> &of(Mode m) const
+	{
+		static const std::vector<double> kNone;
+		auto it = ms.find(m);
+		return it == ms.end() ? kNone : it->second;
+	}
+	double p(Mode m, double pct) const { return percentile(of(m), pct); }
+	bool targetMet(Mode m) const { return !of(m).empty() && p(m, 50) < kLaunchP50TargetMs; }
 };
 
 // One gvmctl launch of /bin/true, fork+exec to exit; the time in ms.
-Result<double> timeLaunch(const Bench &b, bool cooperative)
+Result<double> timeLaunch(const Bench &b, Mode mode)
 {
 	UniqueFd err(::open(b.gvmctlLog.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
 	SpawnOptions s;
-	s.argv = b.launch(cooperative, {"/bin/true"});
+	s.argv = b.launch(mode, {"/bin/true"});
 	s.stderrFd = err.get();
 	auto start = Clock::now();
 	auto p = Process::spawn(s);
@@ -379,21 +426,27 @@ Result<double> timeLaunch(const Bench &b, bool cooperative)
 LaunchFigures runLaunches(const Bench &b)
 {
 	LaunchFigures f;
+	constexpr size_t kModes = std::size(kLaunchModes);
 	// Warm-ups: the first sandbox installs the host's nftables table, and
 	// page caches fill.
 	for (int i = 0; i < kLaunchWarmups && f.error.empty(); ++i)
-		for (bool coop : {false, true})
-			if (auto r = timeLaunch(b, coop); !r)
-				f.error = (coop ? "cooperative warm-up: " : "sandbox warm-up: ") + r.error().message();
-	// Interleaved, so that a slow phase of a shared machine hits both.
-	for (int i = 0; i < b.options.launches && f.error.empty() && !interrupted(); ++i) {
-		for (bool coop : {false, true}) {
-			auto r = timeLaunch(b, coop);
-			if (!r) {
-				f.error = (coop ? "cooperative: " : "sandbox: ") + r.error().message();
+		for (Mode m : kLaunchModes)
+			if (auto r = timeLaunch(b, m); !r) {
+				f.error = std::string(toString(m)) + " warm-up: " + r.error().message();
 				break;
 			}
-			(coop ? f.cooperativeMs : f.sandboxMs).push_back(*r);
+	// Interleaved, so that a slow phase of a shared machine hits every
+	// mode alike; each round starts one mode later, so that no mode always
+	// follows the same one.
+	for (int i = 0; i < b.options.launches && f.error.empty() && !interrupted(); ++i) {
+		for (size_t k = 0; k < kModes; ++k) {
+			Mode m = kLaunchModes[(static_cast<size_t>(i) + k) % kModes];
+			auto r = timeLaunch(b, m);
+			if (!r) {
+				f.error = std::string(toString(m)) + ": " + r.error().message();
+				break;
+			}
+			f.ms[m].push_back(*r);
 		}
 	}
 	return f;
@@ -417,7 +470,7 @@ Result<void> timeTeardown(const Bench &b, LinkWatcher &watcher, TeardownFigures 
 		return fail(std::move(out).error());
 	UniqueFd err(::open(b.gvmctlLog.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
 	SpawnOptions s;
-	s.argv = b.launch(false, {b.self, "--agent-exit-after", std::to_string(kAgentLifetimeMs)});
+	s.argv = b.launch(kDefaultMode, {b.agent, "--agent-exit-after", std::to_string(kAgentLifetimeMs)});
 	s.stdoutFd = out->write.get();
 	s.stderrFd = err.get();
 	auto p = Process::spawn(s);
@@ -597,7 +650,7 @@ FiftyFigures runFifty(const Bench &b)
 			break;
 		}
 		SpawnOptions s;
-		s.argv = b.launch(false, {"/bin/sh", "-c", "echo \"$GVM_SANDBOX\"; exec sleep 600"});
+		s.argv = b.launch(kDefaultMode, {"/bin/sh", "-c", "echo \"$GVM_SANDBOX\"; exec sleep 600"});
 		s.stdoutFd = out->write.get();
 		s.stderrFd = err.get();
 		s.credentials = {{kFirstAgentUid + static_cast<uid_t>(i / kSandboxesPerUid), gid}};
@@ -728,7 +781,7 @@ struct HttpsFigures {
 Result<Json> runClientProcess(const Bench &b, Path path, ClientLeg leg, int requests)
 {
 	const Options &o = b.options;
-	std::vector<std::string> client = {b.self,
+	std::vector<std::string> client = {b.agent,
 					   "--client",
 					   toString(leg),
 					   "--address",
@@ -760,7 +813,7 @@ Result<Json> runClientProcess(const Bench &b, Path path, ClientLeg leg, int requ
 		s.argv = client;
 		s.netnsFd = b.clientNs->fd();
 	} else {
-		s.argv = b.launch(false, client);
+		s.argv = b.launch(kDefaultMode, client);
 	}
 	auto p = Process::spawn(s);
 	if (!p)
@@ -845,6 +898,7 @@ Json distribution(const std::vector<double> &v)
 	return {{"n", v.size()},
 		{"p50_ms", percentile(v, 50)},
 		{"p90_ms", percentile(v, 90)},
+		{"p95_ms", percentile(v, 95)},
 		{"max_ms", maximum(v)},
 		{"samples_ms", v}};
 }
@@ -859,19 +913,28 @@ Json toJson(const Figures &f, const Options &o)
 			 {"fresh_warmup_per_block", kFreshWarmup}, {"fresh_blocks", kFreshBlocks},
 			 {"keepalive_seconds", o.seconds}, {"connections", o.connections},
 			 {"bulk_bytes", kBulkBytes},       {"bulk_runs", o.bulkRuns}};
-	double launchP50 = percentile(f.launch.sandboxMs, 50);
-	out["launch"] = {{"sandbox", distribution(f.launch.sandboxMs)},
-			 {"cooperative", distribution(f.launch.cooperativeMs)},
-			 {"target_p50_ms", kLaunchP50TargetMs},
-			 {"target_met", !f.launch.sandboxMs.empty() && launchP50 < kLaunchP50TargetMs},
-			 {"error", f.launch.error}};
-	out["teardown"] = {{"link_deleted", distribution(f.teardown.linkGoneMs)},
+	const LaunchFigures &l = f.launch;
+	out["launch"] = {{"default_mode", jsonKey(kDefaultMode)}};
+	for (Mode m : kLaunchModes)
+		out["launch"][jsonKey(m)] = distribution(l.of(m));
+	// What isolation adds to the network sandbox, from the same run.
+	out["launch"]["isolated_over_network_only"] = {
+		{"p50", ratio(l.p(Mode::Isolated, 50), l.p(Mode::NetworkOnly, 50))},
+		{"p95", ratio(l.p(Mode::Isolated, 95), l.p(Mode::NetworkOnly, 95))},
+		{"p50_difference_ms", l.p(Mode::Isolated, 50) - l.p(Mode::NetworkOnly, 50)}};
+	out["launch"]["target_p50_ms"] = kLaunchP50TargetMs;
+	out["launch"]["target_met"] = l.targetMet(kDefaultMode);
+	out["launch"]["target_met_network_only"] = l.targetMet(Mode::NetworkOnly);
+	out["launch"]["error"] = l.error;
+	out["teardown"] = {{"mode", jsonKey(kDefaultMode)},
+			   {"link_deleted", distribution(f.teardown.linkGoneMs)},
 			   {"gvmctl_returned", distribution(f.teardown.gvmctlReturnMs)},
 			   {"deletions_seen_by_polling", f.teardown.missedEvents},
 			   {"error", f.teardown.error}};
 	const FiftyFigures &s = f.fifty;
 	auto group = [](const MemoryGroup &g) { return Json{{"processes", g.count}, {"pss_kib", g.pssKiB}}; };
-	out["fifty"] = {{"requested", s.requested},
+	out["fifty"] = {{"mode", jsonKey(kDefaultMode)},
+			{"requested", s.requested},
 			{"started", s.started},
 			{"all_started_ms", s.readyMs.empty() ? 0.0 : maximum(s.readyMs)},
 			{"memory",
@@ -893,6 +956,7 @@ Json toJson(const Figures &f, const Options &o)
 			{"links_left", s.linksLeft},
 			{"error", s.error}};
 	const HttpsFigures &h = f.https;
+	out["https"]["sandbox_mode"] = jsonKey(kDefaultMode);
 	for (Path p : kPaths) {
 		auto get = [&](const std::map<Path, std::vector<double>> &m) {
 			return m.count(p) ? percentile(m.at(p), 50) : 0.0;
@@ -935,22 +999,27 @@ void printTable(const Figures &f, const Options &o)
 	    << load(f.loadEnd) << " at end)\n"
 	    << "gvmd, its workers and the origin run in the benchmark's own network namespace\n\n";
 
-	const std::vector<size_t> w1 = {16, 8, 8, 8};
+	const LaunchFigures &l = f.launch;
+	const std::vector<size_t> w1 = {16, 8, 8, 8, 8};
 	out << "1. Launch: `gvmctl launch -- /bin/true`, fork+exec to exit (" << o.launches
-	    << " per mode, interleaved, after " << kLaunchWarmups << " warm-ups)\n";
-	row({"mode", "p50 ms", "p90 ms", "max ms"}, w1);
-	for (bool coop : {false, true}) {
-		const auto &v = coop ? f.launch.cooperativeMs : f.launch.sandboxMs;
-		row({coop ? "cooperative" : "sandbox", fixed(percentile(v, 50), 1), fixed(percentile(v, 90), 1),
-		     fixed(maximum(v), 1)},
+	    << " per mode, interleaved in rotating order, after " << kLaunchWarmups << " warm-ups each)\n"
+	    << "   isolated: the default (network sandbox, overlay workspace, masks, private /tmp and /dev,\n"
+	    << "   Landlock, seccomp, cgroup); network-only: --network-only (the network sandbox alone)\n";
+	row({"mode", "p50 ms", "p90 ms", "p95 ms", "max ms"}, w1);
+	for (Mode m : kLaunchModes)
+		row({toString(m), fixed(l.p(m, 50), 1), fixed(l.p(m, 90), 1), fixed(l.p(m, 95), 1),
+		     fixed(maximum(l.of(m)), 1)},
 		    w1);
-	}
-	double p50 = percentile(f.launch.sandboxMs, 50);
-	out << "   sandbox p50 target < " << fixed(kLaunchP50TargetMs, 0)
-	    << " ms: " << verdict(!f.launch.sandboxMs.empty() && p50 < kLaunchP50TargetMs) << "\n\n";
+	double isolated50 = l.p(Mode::Isolated, 50), networkOnly50 = l.p(Mode::NetworkOnly, 50);
+	out << "   isolated/network-only: p50 " << fixed(ratio(isolated50, networkOnly50), 2) << "x ("
+	    << (isolated50 >= networkOnly50 ? "+" : "") << fixed(isolated50 - networkOnly50, 1) << " ms), p95 "
+	    << fixed(ratio(l.p(Mode::Isolated, 95), l.p(Mode::NetworkOnly, 95)), 2) << "x\n"
+	    << "   p50 target < " << fixed(kLaunchP50TargetMs, 0) << " ms: isolated (the default) "
+	    << verdict(l.targetMet(Mode::Isolated)) << ", network-only " << verdict(l.targetMet(Mode::NetworkOnly))
+	    << "\n\n";
 
-	out << "2. Teardown: from the agent's exit (" << o.teardowns << " agents living " << kAgentLifetimeMs
-	    << " ms)\n";
+	out << "2. Teardown: from the agent's exit (" << o.teardowns << " " << toString(kDefaultMode)
+	    << " agents living " << kAgentLifetimeMs << " ms)\n";
 	const std::vector<size_t> w2 = {30, 8, 8};
 	row({"until", "p50 ms", "max ms"}, w2);
 	row({"host link gvm<id> deleted", fixed(percentile(f.teardown.linkGoneMs, 50), 1),
@@ -964,7 +1033,8 @@ void printTable(const Figures &f, const Options &o)
 	out << "\n";
 
 	const FiftyFigures &s = f.fifty;
-	out << "3. " << s.requested << " sandboxes at once (`sleep 600` agents): " << s.started << " running after "
+	out << "3. " << s.requested << " " << toString(kDefaultMode) << " sandboxes at once (`sleep 600` agents): "
+	    << s.started << " running after "
 	    << fixed(s.readyMs.empty() ? 0 : maximum(s.readyMs), 0) << " ms ("
 	    << fixed(s.started ? maximum(s.readyMs) / s.started : 0, 1) << " ms per sandbox; each running after p50 "
 	    << fixed(percentile(s.readyMs, 50), 0) << " ms)\n"
@@ -1000,7 +1070,7 @@ void printTable(const Figures &f, const Options &o)
 
 	const HttpsFigures &h = f.https;
 	out << "4. Transparent HTTPS to " << kOriginName << " (" << kHostAddress
-	    << "), direct netns vs gvm sandbox (no proxy variables used)\n";
+	    << "), direct netns vs " << toString(kDefaultMode) << " gvm sandbox (no proxy variables used)\n";
 	out << "   fresh TCP+TLS 1.3 connection per GET /1k (" << o.requests << " per path in " << kFreshBlocks
 	    << " alternating blocks, " << kFreshWarmup << " warm-up each)\n";
 	const std::vector<size_t> w4 = {10, 8, 8, 8, 8, 8};
@@ -1191,6 +1261,15 @@ int run(const Options &o)
 		return fatal(pki.error());
 	std::error_code ec;
 	std::filesystem::create_directory(b.dir / "www", ec);
+
+	// The workspace: not "/" (gvmd refuses it), readable by the fifty
+	// leg's uids, and holding the agents' copy of this program.
+	b.workspace = (b.dir / "workspace").string();
+	b.agent = b.workspace + "/sandbox-bench";
+	if (!std::filesystem::create_directory(b.workspace, ec) || ::chmod(b.workspace.c_str(), 0755) < 0)
+		return fatal(Error::fromErrno(ec ? ec.value() : errno, "creating " + b.workspace));
+	if (!std::filesystem::copy_file(b.self, b.agent, ec) || ::chmod(b.agent.c_str(), 0755) < 0)
+		return fatal(Error::fromErrno(ec ? ec.value() : errno, "copying " + b.self + " to " + b.agent));
 	for (auto r : {writeFile(b.dir / "ca.pem", pki->caPem),
 		       writeFile(b.dir / "server.pem", pki->serverPem + pki->caPem),
 		       writeFile(b.dir / "server.key", pki->serverKeyPem), writeFile(b.policy, policyText()),

@@ -192,6 +192,10 @@ void Daemon::removeStaleSandboxes()
 	// another gvmd's on the same host.
 	if (stale.empty() || ::geteuid() != 0)
 		return;
+	// Their cgroups (empty: their processes died with the earlier gvmd).
+	for (const Error &e :
+	     isolation::SandboxCgroup::removeNamed(std::vector<std::string>(stale.begin(), stale.end())))
+		GVM_LOG(Daemon, Warning) << e.message() << ", ignoring";
 	auto removed = net::cleanupLeftovers([&](const std::string &id) { return stale.count(id) == 0; });
 	if (!removed)
 		GVM_LOG(Daemon, Warning) << "removing earlier sandboxes' links: " << removed.error().message()

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/isolation/cgroup.h"
 
+#include <functional>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -734,6 +736,16 @@ Result<void> SandboxCgroup::destroy()
 
 std::vector<Error> SandboxCgroup::removeLeftovers(const std::vector<std::string> &keep)
 {
+	return removeWhere([&](const std::string &name) { return !contains(keep, name); });
+}
+
+std::vector<Error> SandboxCgroup::removeNamed(const std::vector<std::string> &names)
+{
+	return removeWhere([&](const std::string &name) { return contains(names, name); });
+}
+
+std::vector<Error> SandboxCgroup::removeWhere(const std::function<bool(const std::string &)> &remove)
+{
 	auto layout = detectLayout();
 	if (!layout)
 		return {};
@@ -747,7 +759,7 @@ std::vector<Error> SandboxCgroup::removeLeftovers(const std::vector<std::string>
 			continue;
 		while (const dirent *entry = ::readdir(dir.get())) {
 			const std::string name = entry->d_name;
-			if (entry->d_type == DT_DIR && isSandboxName(name) && !contains(keep, name))
+			if (entry->d_type == DT_DIR && isSandboxName(name) && remove(name))
 				names.insert(name);
 		}
 	}

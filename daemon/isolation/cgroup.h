@@ -40,6 +40,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -161,6 +162,9 @@ public:
 	// be removed, for the daemon to log; a host without a usable cgroup
 	// hierarchy has nothing to remove. Does not move gvmd (on v2).
 	static std::vector<Error> removeLeftovers(const std::vector<std::string> &keep);
+	// The same for the named sandboxes only (those an earlier run of this
+	// gvmd left behind; another gvmd's are not touched).
+	static std::vector<Error> removeNamed(const std::vector<std::string> &names);
 
 	// The hierarchy create() would use, for `gvmctl status`, e.g.
 	// "cgroup v1 (memory, pids, cpu, cpuacct, freezer)" or "cgroup v2
@@ -171,6 +175,7 @@ public:
 
 private:
 	SandboxCgroup() = default;
+	static std::vector<Error> removeWhere(const std::function<bool(const std::string &)> &remove);
 
 	std::string name_;
 	CgroupVersion version_ = CgroupVersion::V2;

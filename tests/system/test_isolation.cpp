@@ -386,6 +386,8 @@ public:
 	TestGvmd &operator=(const TestGvmd &) = delete;
 
 	bool ready() { return process_.running() && RawClient(socket_).connected(); }
+	// SIGKILL, as a crash would: no cleanup of its own.
+	void crash() { process_.stop(SIGKILL, std::chrono::seconds(5)); }
 	const std::string &socket() const { return socket_; }
 	const std::string &runtime() const { return runtime_; }
 	const std::string &state() const { return state_; }
@@ -1073,6 +1075,59 @@ TEST_CASE("Landlock alone keeps hidden paths closed (no masking mounts)", "[isol
 	CHECK(a["home_file"] == "0 readable home file");
 	CHECK(a["notes"] == "0 notes beside the secrets");
 	CHECK_THAT(bare.log(), Catch::Contains("--test-no-mask-mounts"));
+}
+
+// The cgroup directories named `id`, in every hierarchy (v1: one per
+// controller under <mount>/gvm; v2: under the unified root).
+std::vector<std::string> cgroupsOf(const std::string &id)
+{
+	std::vector<std::string> found;
+	std::vector<std::string> bases = {"/sys/fs/cgroup/gvm"};
+	if (DIR *d = ::opendir("/sys/fs/cgroup")) {
+		while (dirent *e = ::readdir(d))
+			if (e->d_name[0] != '.')
+				bases.push_back(std::string("/sys/fs/cgroup/") + e->d_name + "/gvm");
+		::closedir(d);
+	}
+	for (const std::string &base : bases)
+		if (exists(base + "/" + id))
+			found.push_back(base + "/" + id);
+	return found;
+}
+
+TEST_CASE("a gvmd restarted after a crash removes its sandboxes' cgroups", "[isolation][system]")
+{
+	World &w = world();
+	const std::string dir = w.scratch.path() + "/gvmd-crash";
+	const std::string ws = w.workspace("crash");
+	std::string id;
+	{
+		TestGvmd crashing(dir, kLandlockPool);
+		INFO(crashing.log());
+		REQUIRE(crashing.ready());
+		Child agent = Child::start(crashing.launchArgv(w.root, w.limitsPolicy, ws, "sleep 60\n"), {},
+					   dir + "/agent.log");
+		REQUIRE(waitFor(
+			[&] {
+				Json ps = crashing.json(w.root, {"ps"});
+				if (ps.is_discarded() || ps["sandboxes"].empty())
+					return false;
+				id = ps["sandboxes"][0].value("id", "");
+				return !id.empty();
+			},
+			std::chrono::seconds(30)));
+		INFO("sandbox " << id);
+		REQUIRE_FALSE(cgroupsOf(id).empty());
+		crashing.crash();
+		// The sandbox's init dies with gvmd (parent-death signal), and
+		// the agent with its pid namespace; gvmctl loses gvmd.
+		CHECK(waitFor([&] { return !agent.running(); }, std::chrono::seconds(15)));
+	}
+	TestGvmd restarted(dir, kLandlockPool);
+	INFO(restarted.log());
+	REQUIRE(restarted.ready());
+	for (const std::string &left : cgroupsOf(id))
+		FAIL_CHECK("left behind: " << left);
 }
 
 TEST_CASE("--network-only leaves the file system as it is", "[isolation][system]")
