@@ -265,12 +265,12 @@ Result<PreparedIsolation> prepareIsolation(const IsolationRequest &request, Secc
 	}
 
 	// The home directory gets a private writable layer unless the
-	// workspace already covers it.
+	// workspace already covers it (and not in tests of Landlock alone:
+	// the layer hides the home's secrets, a mount like the masks).
 	const std::string home = homeOf(request.uid);
 	struct stat homeStat{};
-	if (!home.empty() && isolation::overlayPathUsable(home) && !isWithin(home, request.workspace) &&
-	    !isWithin(home, "/tmp") &&
-	    ::stat(home.c_str(), &homeStat) == 0) {
+	if (request.maskMounts && !home.empty() && isolation::overlayPathUsable(home) &&
+	    !isWithin(home, request.workspace) && !isWithin(home, "/tmp") && ::stat(home.c_str(), &homeStat) == 0) {
 		view.home = home;
 		view.homeScratch = request.sandboxDir + "/home";
 		view.uid = homeStat.st_uid;
@@ -282,15 +282,32 @@ Result<PreparedIsolation> prepareIsolation(const IsolationRequest &request, Secc
 	// What to hide: "~/x" in the caller's home, "/x" as written, and name
 	// patterns found in the workspace.
 	std::vector<std::string> patterns;
-	std::vector<Resolved> hidden;
+	std::vector<Resolved> hidden; // masked
+	std::vector<std::string> landlockHidden;
 	for (const std::string &entry : fs.hidden) {
 		if (entry.rfind("~/", 0) == 0) {
-			if (!home.empty())
-				if (auto r = resolve(home + entry.substr(1)))
+			if (home.empty())
+				continue;
+			const std::string lexical = home + entry.substr(1);
+			auto r = resolve(lexical);
+			// In the home's layer the entry itself is whited out;
+			// what a symlink there points to elsewhere is masked.
+			struct stat st{};
+			bool whitedOut = false;
+			if (!view.home.empty() && ::lstat(lexical.c_str(), &st) == 0) {
+				view.homeWhiteouts.push_back(entry.substr(2));
+				whitedOut = true;
+			}
+			if (r) {
+				if (!(whitedOut && isWithin(r->path, home)))
 					hidden.push_back(*r);
+				landlockHidden.push_back(r->path);
+			}
 		} else if (!entry.empty() && entry[0] == '/') {
-			if (auto r = resolve(entry))
+			if (auto r = resolve(entry)) {
 				hidden.push_back(*r);
+				landlockHidden.push_back(r->path);
+			}
 		} else {
 			patterns.push_back(entry);
 		}
@@ -324,17 +341,20 @@ Result<PreparedIsolation> prepareIsolation(const IsolationRequest &request, Secc
 		rules.readWrite = {"/tmp", "/dev/shm"};
 		if (writableWorkspace)
 			rules.readWrite.push_back(request.workspace);
+		// The home's layer is writable as a whole (its secrets are
+		// whited out), only while it is there: without it, the home
+		// keeps the read-only rules above, its hidden paths closed.
 		if (!planned.home.empty())
-			rules.readWrite.push_back(planned.home);
+			rules.overlayReadWrite.push_back(planned.home);
 		rules.writableFiles = {"/dev", "/proc"};
 		// Paths below /tmp are gone anyway (the agent's /tmp is its own)
 		// and would close /tmp itself.
 		auto closable = [&](const std::string &path) {
 			return !isWithin(path, "/tmp") && !(writableWorkspace && isWithin(path, request.workspace));
 		};
-		for (const Resolved &r : hidden)
-			if (closable(r.path))
-				rules.hidden.push_back(r.path);
+		for (const std::string &path : landlockHidden)
+			if (closable(path))
+				rules.hidden.push_back(path);
 		for (const std::string &dir : request.gvmdHidden)
 			if (closable(dir))
 				rules.hidden.push_back(dir);

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/isolation/landlock.h"
 
+#include <linux/magic.h>
+#include <sys/vfs.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -267,7 +270,16 @@ Result<LandlockPlan> LandlockPlan::build(const LandlockView &view, int abi)
 
 	// The strings are final from here on: applyInChild() only reads them.
 	for (auto &[path, access] : expander.take())
-		plan.rules_.push_back(Rule{path, access});
+		plan.rules_.push_back(Rule{path, access, false});
+	for (const std::string &path : view.overlayReadWrite) {
+		auto canonical = canonicalPath(path);
+		if (!canonical)
+			return fail(std::move(canonical).error().wrap("while planning Landlock rules for " + path));
+		if (!canonical->empty())
+			plan.rules_.push_back(Rule{*canonical, kReadWriteRights & plan.handled_, true});
+	}
+	if (plan.rules_.size() > kMaxLandlockRules)
+		return fail(Error::fromErrno(E2BIG, "more than " + std::to_string(kMaxLandlockRules) + " Landlock rules"));
 	return plan;
 }
 
@@ -306,6 +318,13 @@ int LandlockPlan::applyInChild() const noexcept
 			return errno;
 		if (S_ISLNK(st.st_mode))
 			continue;
+		if (rule.overlayOnly) {
+			struct statfs fs;
+			if (::fstatfs(path.get(), &fs) < 0)
+				return errno;
+			if (fs.f_type != OVERLAYFS_SUPER_MAGIC)
+				continue;
+		}
 		uint64_t access = rule.access;
 		// The type may have changed since build(): a directory-only
 		// right on a non-directory would be EINVAL.

@@ -43,6 +43,12 @@ struct LandlockView {
 	// No access at all, even inside the trees above; wins over every other
 	// list (a root at or under a hidden path is dropped).
 	std::vector<std::string> hidden;
+	// Read-write, hierarchical, not expanded around hidden paths, and
+	// granted only when the path is an overlayfs mount in the child's
+	// view: a private layer that hides its secrets itself (whiteouts).
+	// Should the layer be missing, the rule is skipped and the path keeps
+	// whatever the lists above give it (hidden paths closed).
+	std::vector<std::string> overlayReadWrite;
 };
 
 // The Landlock ruleset that confines an agent's filesystem access: a second,
@@ -80,6 +86,7 @@ public:
 	struct Rule {
 		std::string path;
 		uint64_t access;
+		bool overlayOnly = false; // see LandlockView::overlayReadWrite
 	};
 
 	// Resolves the view into rules for ABI min(abi, kLandlockMaxAbi),

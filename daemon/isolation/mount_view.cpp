@@ -3,6 +3,7 @@
 
 #include "common/unique_fd.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <linux/mount.h>
@@ -166,6 +167,34 @@ MountViewPlan::MountViewPlan(Input input) : input_(std::move(input))
 		spec_.homeUpper = homeUpper_.c_str();
 		spec_.homeWork = homeWork_.c_str();
 		spec_.homeOptions = homeOptions_.c_str();
+		// Each hidden path's parents in the upper layer (as the lower
+		// ones are), then the whiteout itself. The strings are all
+		// made before any pointer into them is taken.
+		std::vector<struct stat> modes;
+		for (const std::string &relative : input_.homeWhiteouts) {
+			for (size_t slash = relative.find('/'); slash != std::string::npos;
+			     slash = relative.find('/', slash + 1)) {
+				const std::string parent = relative.substr(0, slash);
+				const std::string upper = homeUpper_ + "/" + parent;
+				if (std::find(upperDirPaths_.begin(), upperDirPaths_.end(), upper) != upperDirPaths_.end())
+					continue;
+				struct stat st{};
+				if (::lstat((input_.home + "/" + parent).c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+					break; // nothing below to hide
+				upperDirPaths_.push_back(upper);
+				modes.push_back(st);
+			}
+			whiteoutPaths_.push_back(homeUpper_ + "/" + relative);
+		}
+		for (size_t i = 0; i < upperDirPaths_.size(); ++i)
+			upperDirs_.push_back({upperDirPaths_[i].c_str(), modes[i].st_mode & 07777, modes[i].st_uid,
+					      modes[i].st_gid});
+		for (const std::string &w : whiteoutPaths_)
+			whiteouts_.push_back(w.c_str());
+		spec_.homeUpperDirs = upperDirs_.data();
+		spec_.homeUpperDirCount = upperDirs_.size();
+		spec_.homeWhiteouts = whiteouts_.data();
+		spec_.homeWhiteoutCount = whiteouts_.size();
 	}
 	spec_.uid = input_.uid;
 	spec_.gid = input_.gid;
@@ -195,6 +224,16 @@ bool mountLayers(const MountViewSpec &spec, MountViewFailure *failure) noexcept
 		if (::mkdir(spec.homeUpper, spec.homeMode & 07777) < 0 || ::chmod(spec.homeUpper, spec.homeMode & 07777) < 0 ||
 		    ::chown(spec.homeUpper, spec.uid, spec.gid) < 0 || ::mkdir(spec.homeWork, 0700) < 0)
 			return fail(failure, Step::Home, spec.homeUpper);
+		// The home's secrets do not exist in it: overlayfs whiteouts
+		// (0:0 character devices) in the upper layer cover them.
+		for (size_t i = 0; i < spec.homeUpperDirCount; ++i) {
+			const MountViewSpec::UpperDir &d = spec.homeUpperDirs[i];
+			if (::mkdir(d.path, d.mode) < 0 || ::chmod(d.path, d.mode) < 0 || ::chown(d.path, d.uid, d.gid) < 0)
+				return fail(failure, Step::Home, d.path);
+		}
+		for (size_t i = 0; i < spec.homeWhiteoutCount; ++i)
+			if (::mknod(spec.homeWhiteouts[i], S_IFCHR | 0000, makedev(0, 0)) < 0)
+				return fail(failure, Step::Home, spec.homeWhiteouts[i]);
 		if (::mount("overlay", spec.home, "overlay", MS_NOSUID | MS_NODEV, spec.homeOptions) < 0)
 			return fail(failure, Step::Home, spec.home);
 	}

@@ -36,6 +36,20 @@ struct MountViewSpec {
 	const char *homeUpper = nullptr;      // homeScratch/upper and /work
 	const char *homeWork = nullptr;
 	const char *homeOptions = nullptr;
+	// Hidden paths in the home: whiteouts in its upper layer, so they do
+	// not exist in the agent's home at all, below directories that are
+	// created in the upper layer first (with the lower ones' owner and
+	// mode), parents before children.
+	struct UpperDir {
+		const char *path;
+		mode_t mode;
+		uid_t uid;
+		gid_t gid;
+	};
+	const UpperDir *homeUpperDirs = nullptr;
+	size_t homeUpperDirCount = 0;
+	const char *const *homeWhiteouts = nullptr;
+	size_t homeWhiteoutCount = 0;
 	uid_t uid = 0;
 	gid_t gid = 0;
 	mode_t homeMode = 0755;
@@ -75,6 +89,9 @@ public:
 		uid_t uid = 0;
 		gid_t gid = 0;
 		mode_t homeMode = 0755;
+		// Paths in the home, relative to it ("a/b"), to hide with
+		// whiteouts in the home's layer.
+		std::vector<std::string> homeWhiteouts;
 		std::vector<std::string> maskDirs;
 		std::vector<std::string> maskFiles;
 		std::string emptyFile;
@@ -94,6 +111,10 @@ private:
 	std::string homeUpper_;
 	std::string homeWork_;
 	std::string homeOptions_;
+	std::vector<std::string> upperDirPaths_;
+	std::vector<MountViewSpec::UpperDir> upperDirs_;
+	std::vector<std::string> whiteoutPaths_;
+	std::vector<const char *> whiteouts_;
 	MountViewSpec spec_;
 };
 

@@ -23,6 +23,7 @@
 #include <functional>
 #include <linux/landlock.h>
 #include <string>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -324,6 +325,39 @@ TEST_CASE("a device is writable only when listed in writableFiles", "[landlock]"
 	view.writableFiles = {"/dev/null"};
 	plan = take(LandlockPlan::build(view, landlockAbi()));
 	CHECK(confined(plan, [] { return appendTo("/dev/null"); }) == 0);
+}
+
+TEST_CASE("an overlay-only rule holds only while its path is an overlay mount", "[landlock]")
+{
+	ScratchTree tree;
+	for (const char *dir : {"layer", "layer/upper", "layer/work"})
+		require(test::makeDir(tree.path(dir)));
+	const std::string home = tree.path("home");
+	LandlockView view;
+	view.readOnly = {"/"};
+	view.hidden = {tree.path("home/.ssh")};
+	view.overlayReadWrite = {home};
+	LandlockPlan plan = take(LandlockPlan::build(view, landlockAbi()));
+	const LandlockPlan::Rule *rule = findRule(plan, home);
+	REQUIRE(rule != nullptr);
+
+	// No overlay there: the rule is skipped, the home stays read-only
+	// and its hidden path closed.
+	CHECK(confined(plan, [&] { return createNew(home + "/new-plain"); }) == EACCES);
+	CHECK(confined(plan, [&] { return readAll(home + "/notes.txt"); }) == 0);
+	CHECK(confined(plan, [&] { return readAll(home + "/.ssh/id_ed25519"); }) == EACCES);
+
+	// A private layer over it (as the sandbox's home gets): writable as
+	// a whole, new entries at its top included.
+	const std::string options = "lowerdir=" + home + ",upperdir=" + tree.path("layer/upper") +
+				    ",workdir=" + tree.path("layer/work");
+	REQUIRE(::mount("overlay", home.c_str(), "overlay", 0, options.c_str()) == 0);
+	struct Unmount {
+		std::string path;
+		~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+	} unmount{home};
+	CHECK(confined(plan, [&] { return createAndReadBack(home + "/new-top", "top\n"); }) == 0);
+	CHECK(confined(plan, [&] { return appendTo(home + "/notes.txt"); }) == 0);
 }
 
 TEST_CASE("a hidden path inside the workspace stays closed while the rest of it is writable", "[landlock]")

@@ -623,6 +623,14 @@ void checkDenied(const Agent &a, const std::string &key)
 	CHECK_THAT(outputOf(a[key]), Catch::Contains("Permission denied"));
 }
 
+// A secret of the home: its private layer has no such entry (a whiteout).
+void checkAbsent(const Agent &a, const std::string &key)
+{
+	INFO(key << ": " << a[key]);
+	CHECK(rcOf(a[key]) != 0);
+	CHECK_THAT(outputOf(a[key]), Catch::Contains("No such file or directory"));
+}
+
 } // namespace
 
 TEST_CASE("secrets in the home and in the workspace are unreadable, their neighbours readable",
@@ -633,18 +641,26 @@ TEST_CASE("secrets in the home and in the workspace are unreadable, their neighb
 						       {"sub/.env.local", "LOCAL_KEY=secret-of-the-subdir\n"},
 						       {"notes.txt", "notes beside the secrets\n"},
 						       {"sub/README", "readme beside the secrets\n"}});
-	auto check = [&](const Agent &a) {
+	// `inHome`: the secret is in the caller's home, whose private layer
+	// does not have it at all (a whiteout); elsewhere a mask mount makes
+	// it unreadable. (Landlock alone: the case below.)
+	auto check = [&](const Agent &a, bool inHome) {
 		INFO(a.text());
 		REQUIRE(a.status == 0);
-		checkDenied(a, "ssh_key");
-		checkDenied(a, "ssh_dir");
+		if (inHome) {
+			checkAbsent(a, "ssh_key");
+			checkAbsent(a, "ssh_dir");
+			CHECK(a["ssh_mounted"] == "0");
+		} else {
+			checkDenied(a, "ssh_key");
+			checkDenied(a, "ssh_dir");
+			CHECK(a["ssh_mounted"] != "0");
+		}
 		checkDenied(a, "env");
 		checkDenied(a, "env_local");
 		CHECK(a["notes"] == "0 notes beside the secrets");
 		CHECK(a["readme"] == "0 readme beside the secrets");
 		CHECK(a["home_file"] == "0 readable home file");
-		// The masks are what deny here (Landlock alone: the case below).
-		CHECK(a["ssh_mounted"] != "0");
 		CHECK(a.out.find("PRIVATE-KEY") == std::string::npos);
 		CHECK(a.out.find("secret-of-the") == std::string::npos);
 	};
@@ -656,13 +672,15 @@ TEST_CASE("secrets in the home and in the workspace are unreadable, their neighb
 				       ws + "/.env", ws + "/sub/.env.local"});
 		INFO(plain.out << plain.err);
 		REQUIRE(plain.status == 0);
-		check(w.gvmd->launch(w.agentUser, w.denyPolicy, ws, secretsScript(w, w.sshKey, w.home + "/.ssh")));
+		check(w.gvmd->launch(w.agentUser, w.denyPolicy, ws, secretsScript(w, w.sshKey, w.home + "/.ssh")),
+		      true);
 	}
 	SECTION("root's, hidden by an absolute policy entry: no capability overrides the masks")
 	{
 		REQUIRE(readFile(w.rootKey) == "PRIVATE-KEY-OF-ROOT\n");
 		check(w.gvmd->launch(w.root, w.rootSecretsPolicy, ws,
-				     secretsScript(w, w.rootKey, w.rootSecrets + "/.ssh")));
+				     secretsScript(w, w.rootKey, w.rootSecrets + "/.ssh")),
+		      false);
 	}
 }
 
@@ -875,15 +893,39 @@ TEST_CASE("the host is read-only, gvmd's directories are hidden, /tmp and the ho
 		CHECK_FALSE(exists(agentMarker));
 		// The home is writable (a private layer) for its owner, and
 		// nothing written there reaches the host. (Root's own home
-		// is /root; the user's is not root's to write.) Not a new file
-		// at the top of the home: with ~/.ssh hidden there, Landlock
-		// gives the home itself READ_DIR only (README: isolation).
+		// is /root; the user's is not root's to write.) New entries at
+		// the top of the home: the top-of-home case.
 		if (caller->uid != 0)
 			CHECK(a["home_write"] == "0 agent");
 		CHECK_FALSE(exists(homeWrite));
 	}
 	CHECK(exists(w.gvmd->socket()));
 	CHECK(exists(w.gvmd->state() + "/audit"));
+}
+
+TEST_CASE("the agent creates new files and directories at the top of its home layer, privately",
+	  "[isolation][system]")
+{
+	World &w = world();
+	const std::string ws = w.workspace("home-top");
+	const std::string tag = std::to_string(::getpid());
+	const std::string file = w.home + "/agent-new-file-" + tag;
+	const std::string dir = w.home + "/.agent-cache-" + tag;
+	Agent a = w.gvmd->launch(w.agentUser, w.denyPolicy, ws,
+				 "try file sh -c 'echo new > " + file + " && cat " + file + "'\n"
+				 "try dir sh -c 'mkdir " + dir + " && echo in-dir > " + dir + "/f && cat " + dir + "/f'\n"
+				 "try ssh_create sh -c 'mkdir -p " + w.home + "/.ssh && cat " + w.sshKey + "'\n");
+	INFO(a.text());
+	REQUIRE(a.status == 0);
+	CHECK(a["file"] == "0 new");
+	CHECK(a["dir"] == "0 in-dir");
+	// Re-creating ~/.ssh gives an empty directory of the layer's, not
+	// the real one.
+	CHECK(rcOf(a["ssh_create"]) != 0);
+	CHECK(a.out.find("PRIVATE-KEY") == std::string::npos);
+	CHECK_FALSE(exists(file));
+	CHECK_FALSE(exists(dir));
+	CHECK(readFile(w.sshKey).find("PRIVATE-KEY") != std::string::npos);
 }
 
 TEST_CASE("the seccomp filter denies ptrace, mount, namespaces, packet and vsock sockets, io_uring",
@@ -1124,8 +1166,12 @@ TEST_CASE("a gvmd restarted after a crash removes its sandboxes' cgroups", "[iso
 		CHECK(waitFor([&] { return !agent.running(); }, std::chrono::seconds(15)));
 	}
 	TestGvmd restarted(dir, kLandlockPool);
-	INFO(restarted.log());
 	REQUIRE(restarted.ready());
+	// gvmd cleans up as it starts, which may end a moment after its
+	// socket answers.
+	waitFor([&] { return cgroupsOf(id).empty(); }, std::chrono::seconds(10));
+	INFO(restarted.log());
+	CHECK_THAT(restarted.log(), Catch::Contains("removing") && Catch::Contains(id));
 	for (const std::string &left : cgroupsOf(id))
 		FAIL_CHECK("left behind: " << left);
 }
