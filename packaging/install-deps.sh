@@ -28,6 +28,10 @@ packages="
 # use it. The sandbox tests also run dnsmasq (dnsmasq-base: the program only,
 # no service) as the upstream resolver inside a namespace of their own.
 
+# tests/system/test_openclaw.cpp's setup bootstraps a pinned Node.js with
+# npm; a Node.js from elsewhere may bring its own npm.
+command -v npm >/dev/null 2>&1 || packages="$packages npm"
+
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
