@@ -32,6 +32,11 @@ const char kPsUsage[] =
 	"  CONNS      connections open through the proxy now\n"
 	"  DECISIONS  decisions recorded so far\n"
 	"  PENDING    requests held for approval (see gvmctl pending)\n"
+	"  MEM        memory the sandbox's cgroup uses now / its limit\n"
+	"  PIDS       tasks in the sandbox's cgroup now / its limit\n"
+	"  CPU        processor time the sandbox has used (s, m, h, d)\n"
+	"             (MEM, PIDS and CPU are - for --network-only and cooperative\n"
+	"             sandboxes, which have no cgroup of their own)\n"
 	"  COMMAND    what was launched, cut to the terminal's width (40\n"
 	"             characters when stdout is not a terminal)\n"
 	"--json prints gvmd's answer, {\"sandboxes\":[...]}, uncut.\n";
@@ -104,6 +109,44 @@ int runAnswer(const GlobalOptions &globalIn, const std::vector<std::string> &arg
 	return kExitOk;
 }
 
+// A member that is a non-negative integer, as one.
+std::optional<uint64_t> unsignedMember(const rpc::Json &object, const char *key)
+{
+	auto it = object.find(key);
+	if (it == object.end() || !it->is_number_integer() || (!it->is_number_unsigned() && it->get<int64_t>() < 0))
+		return std::nullopt;
+	return it->get<uint64_t>();
+}
+
+// The MEM, PIDS and CPU cells of a sandbox: "-" each when gvmd reported no
+// cgroup usage for it, "used/limit" when it reported a limit.
+struct Usage {
+	std::string memory = "-";
+	std::string pids = "-";
+	std::string cpu = "-";
+};
+
+Usage usageCells(const rpc::Json &sandbox)
+{
+	Usage cells;
+	auto iso = sandbox.find("isolation");
+	if (iso == sandbox.end() || !iso->is_object())
+		return cells;
+	if (auto used = unsignedMember(*iso, "memory_bytes")) {
+		cells.memory = formatBytes(*used);
+		if (auto limit = unsignedMember(*iso, "memory_limit"))
+			cells.memory += "/" + formatBytes(*limit);
+	}
+	if (auto used = unsignedMember(*iso, "pids")) {
+		cells.pids = std::to_string(*used);
+		if (auto limit = unsignedMember(*iso, "pids_limit"))
+			cells.pids += "/" + std::to_string(*limit);
+	}
+	if (auto usec = unsignedMember(*iso, "cpu_usec"))
+		cells.cpu = formatAge(static_cast<double>(*usec) / 1e6);
+	return cells;
+}
+
 } // namespace
 
 std::string formatSandboxTable(const rpc::Json &sandboxes, std::optional<size_t> terminalWidth)
@@ -123,13 +166,15 @@ std::string formatSandboxTable(const rpc::Json &sandboxes, std::optional<size_t>
 			if (auto it = s.find("command"); it != s.end() && it->is_array())
 				for (const rpc::Json &a : *it)
 					argv.push_back(a.is_string() ? a.get<std::string>() : rpc::dumpJson(a));
+			const Usage usage = usageCells(s);
 			rows.push_back({cellText(s, "id"), cellText(s, "name"), cellText(s, "uid"), cellText(s, "policy"),
 					mode, formatAge(age), cellText(s, "state"), cellText(s, "connections_open"),
-					cellText(s, "decisions"), cellText(s, "pending"), terminalSafe(shellJoin(argv))});
+					cellText(s, "decisions"), cellText(s, "pending"), usage.memory, usage.pids, usage.cpu,
+					terminalSafe(shellJoin(argv))});
 		}
 	}
-	const std::vector<std::string> header = {"ID",    "NAME",  "UID",       "POLICY",  "MODE",   "AGE",
-						 "STATE", "CONNS", "DECISIONS", "PENDING", "COMMAND"};
+	const std::vector<std::string> header = {"ID",    "NAME",      "UID",     "POLICY", "MODE", "AGE", "STATE",
+						 "CONNS", "DECISIONS", "PENDING", "MEM",    "PIDS", "CPU", "COMMAND"};
 	Table widths(header);
 	for (const auto &row : rows)
 		widths.add(row);

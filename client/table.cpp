@@ -131,6 +131,26 @@ std::string formatRemaining(int64_t milliseconds)
 	return std::to_string(s / 3600) + "h" + two((s % 3600) / 60) + "m";
 }
 
+std::string formatBytes(uint64_t bytes)
+{
+	static const char kUnits[] = "KMGTPE";
+	if (bytes < 1024)
+		return std::to_string(bytes) + "B";
+	size_t unit = 0;
+	uint64_t scale = 1024;
+	while (unit + 1 < sizeof kUnits - 1 && bytes / scale >= 1024) {
+		scale *= 1024;
+		++unit;
+	}
+	const uint64_t whole = bytes / scale;
+	if (whole >= 10)
+		return std::to_string(whole) + kUnits[unit];
+	// Tenths, rounded down; the remainder is below 2^60, so ten times it
+	// still fits.
+	const uint64_t tenths = (bytes % scale) * 10 / scale;
+	return std::to_string(whole) + "." + std::to_string(tenths) + kUnits[unit];
+}
+
 std::string shellJoin(const std::vector<std::string> &argv)
 {
 	static const std::string_view kPlain =

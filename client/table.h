@@ -47,6 +47,10 @@ std::string formatAge(double seconds);
 // none is left.
 std::string formatRemaining(int64_t milliseconds);
 
+// A size in binary units, as ls -h prints it: "512B", "9.5K", "105M",
+// "1.5G" (one decimal below 10, rounded down; K = 1024 bytes).
+std::string formatBytes(uint64_t bytes);
+
 // argv as a shell would need it typed: words with spaces, quotes or other
 // special characters are single-quoted.
 std::string shellJoin(const std::vector<std::string> &argv);

@@ -1086,6 +1086,58 @@ TEST_CASE("a fork bomb meets the pids limit and the host stays responsive", "[is
 	CHECK(status.status == 0);
 }
 
+TEST_CASE("gvmctl ps shows a sandbox's memory, tasks and processor time against its limits", "[isolation][system]")
+{
+	World &w = world();
+	const std::string ws = w.workspace("usage");
+	const std::string dir = w.scratch.path() + "/usage";
+	makeDirOrFail(dir);
+	// 96 MiB written (so resident, not just reserved), a child, then a
+	// wait that ps looks at.
+	const std::string script = std::string(kPython) +
+				   " -c 'import time; b = b\"x\" * (96 << 20); time.sleep(60)' &\n"
+				   "sleep 60\n";
+	Child agent = Child::start(w.gvmd->launchArgv(w.agentUser, w.limitsPolicy, ws, script), {},
+				   dir + "/agent.log");
+	Json mine;
+	const bool seen = waitFor(
+		[&] {
+			Json ps = w.gvmd->json(w.agentUser, {"ps"});
+			if (ps.is_discarded() || !ps["sandboxes"].is_array())
+				return false;
+			for (const Json &s : ps["sandboxes"])
+				if (s.value("policy", "") == "isolation-limits" &&
+				    s["isolation"].value("memory_bytes", uint64_t{0}) >= (uint64_t{96} << 20)) {
+					mine = s;
+					return true;
+				}
+			return false;
+		},
+		std::chrono::seconds(30));
+	INFO(mine.dump() << "\n" << readFile(dir + "/agent.log") << w.gvmd->log());
+	REQUIRE(seen);
+	const Json &iso = mine["isolation"];
+	// The policy's limits: memory 512M, pids 64.
+	CHECK(iso.value("memory_limit", uint64_t{0}) == (uint64_t{512} << 20));
+	CHECK(iso.value("pids_limit", uint64_t{0}) == 64);
+	// init, sh, python, sleep.
+	CHECK(iso.value("pids", uint64_t{0}) >= 4);
+	CHECK(iso.value("pids", uint64_t{0}) <= 8);
+	CHECK(iso.value("memory_bytes", uint64_t{0}) < (uint64_t{512} << 20));
+	CHECK(iso.contains("cpu_usec"));
+
+	// The table shows the same, with the units a person reads.
+	RunResult table = w.gvmd->ctl(w.agentUser, {"ps"});
+	INFO(table.out << table.err);
+	CHECK(table.status == 0);
+	CHECK_THAT(table.out, Catch::Contains("MEM") && Catch::Contains("PIDS") && Catch::Contains("CPU"));
+	CHECK_THAT(table.out, Catch::Matches("(.|\n)* [0-9.]+M/512M +[0-9]/64 +[0-9]+s (.|\n)*"));
+
+	RunResult stop = w.gvmd->ctl(w.agentUser, {"stop", mine.value("id", "")});
+	CHECK(stop.status == 0);
+	CHECK(waitFor([&] { return !agent.running(); }, std::chrono::seconds(15)));
+}
+
 TEST_CASE("Landlock alone keeps hidden paths closed (no masking mounts)", "[isolation][system]")
 {
 	World &w = world();

@@ -250,6 +250,19 @@ TEST_CASE("ages and time left", "[format]")
 	CHECK(formatAge(86399) == "23h");
 	CHECK(formatAge(86400 * 3 + 5) == "3d");
 
+	CHECK(formatBytes(0) == "0B");
+	CHECK(formatBytes(1023) == "1023B");
+	CHECK(formatBytes(1024) == "1.0K");
+	CHECK(formatBytes(2047) == "1.9K");
+	CHECK(formatBytes(10 * 1024 - 1) == "9.9K");
+	CHECK(formatBytes(10 * 1024) == "10K");
+	CHECK(formatBytes(1048575) == "1023K");
+	CHECK(formatBytes(1048576) == "1.0M");
+	CHECK(formatBytes(110100480) == "105M");
+	CHECK(formatBytes(1610612736) == "1.5G");
+	CHECK(formatBytes(uint64_t{1} << 40) == "1.0T");
+	CHECK(formatBytes(UINT64_MAX) == "15E");
+
 	CHECK(formatRemaining(0) == "0s");
 	CHECK(formatRemaining(-20) == "0s");
 	CHECK(formatRemaining(1) == "1s");
@@ -304,30 +317,40 @@ TEST_CASE("ps: the table, its columns and the COMMAND cut", "[format][ps]")
 			     {"state", "worker-dead"},
 			     {"connections_open", 0},
 			     {"decisions", 0},
-			     {"pending", 0}});
+			     {"pending", 0},
+			     {"isolation",
+			      {{"workspace", "/home/u/src"},
+			       {"overlay", true},
+			       {"memory_bytes", 110100480},
+			       {"pids", 3},
+			       {"cpu_usec", 2500000},
+			       {"memory_limit", 536870912},
+			       {"pids_limit", 64}}}});
 
 	const std::string expected =
-		"ID        NAME   UID   POLICY       MODE          AGE  STATE        CONNS  DECISIONS  PENDING  COMMAND\n"
-		"1a2b3c4d  coder  1000  coding       enforce,coop  2m   running      2      1234       1        "
-		"python3 agent.py --task 'fix the failin…\n"
-		"ffee0011  -      0     locked-down  monitor       1h   worker-dead  0      0          0        sh\n";
+		"ID        NAME   UID   POLICY       MODE          AGE  STATE        CONNS  DECISIONS  PENDING  MEM        "
+		"PIDS  CPU  COMMAND\n"
+		"1a2b3c4d  coder  1000  coding       enforce,coop  2m   running      2      1234       1        -          "
+		"-     -    python3 agent.py --task 'fix the failin…\n"
+		"ffee0011  -      0     locked-down  monitor       1h   worker-dead  0      0          0        105M/512M  "
+		"3/64  2s   sh\n";
 	CHECK(formatSandboxTable(sandboxes, std::nullopt) == expected);
 
-	// A terminal of 110 columns: COMMAND gets what is left of it.
-	const std::string narrow = formatSandboxTable(sandboxes, 110);
+	// A terminal of 140 columns: COMMAND gets what is left of it.
+	const std::string narrow = formatSandboxTable(sandboxes, 140);
 	std::istringstream lines(narrow);
 	std::string line;
 	while (std::getline(lines, line))
-		CHECK(displayWidth(line) <= 110);
-	CHECK_THAT(narrow, Catch::Contains("python3 agent.…\n"));
+		CHECK(displayWidth(line) <= 140);
+	CHECK_THAT(narrow, Catch::Contains("python3 agent.py --tas…\n"));
 	// However narrow the terminal, COMMAND keeps a few characters.
 	CHECK_THAT(formatSandboxTable(sandboxes, 20), Catch::Contains("python3 a…\n"));
 
 	CHECK(formatSandboxTable(rpc::Json::array(), std::nullopt) ==
-	      "ID  NAME  UID  POLICY  MODE  AGE  STATE  CONNS  DECISIONS  PENDING  COMMAND\n");
+	      "ID  NAME  UID  POLICY  MODE  AGE  STATE  CONNS  DECISIONS  PENDING  MEM  PIDS  CPU  COMMAND\n");
 	// Malformed entries are skipped, never thrown on.
 	CHECK(formatSandboxTable(rpc::Json({1, "x", nullptr}), std::nullopt) ==
-	      "ID  NAME  UID  POLICY  MODE  AGE  STATE  CONNS  DECISIONS  PENDING  COMMAND\n");
+	      "ID  NAME  UID  POLICY  MODE  AGE  STATE  CONNS  DECISIONS  PENDING  MEM  PIDS  CPU  COMMAND\n");
 }
 
 TEST_CASE("pending: the table", "[format][pending]")

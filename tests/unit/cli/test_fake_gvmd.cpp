@@ -891,8 +891,10 @@ TEST_CASE("ps, stop, pending and policy reload against gvmd's answers", "[ps][fa
 		CHECK(request["method"] == "sandbox.list");
 		CHECK(request["params"] == rpc::Json({{"all", true}}));
 		CHECK(r.status == 0);
-		CHECK(r.out == "ID        NAME  UID   POLICY     MODE          AGE  STATE    CONNS  DECISIONS  PENDING  COMMAND\n"
-			       "1a2b3c4d  t1    1000  fake-test  enforce,coop  1m   running  1      9          0        bash\n");
+		CHECK(r.out == "ID        NAME  UID   POLICY     MODE          AGE  STATE    CONNS  DECISIONS  PENDING  MEM  PIDS  "
+			       "CPU  COMMAND\n"
+			       "1a2b3c4d  t1    1000  fake-test  enforce,coop  1m   running  1      9          0        -    -     "
+			       "-    bash\n");
 	}
 	SECTION("ps --json prints the answer")
 	{
