@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/proxy/worker.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -171,6 +172,9 @@ Result<rpc::Json> Worker::configure(const rpc::Json &params, std::vector<UniqueF
 
 	sandbox_ = std::move(sandbox);
 	forceMonitor_ = monitor;
+	// The trust store now lives parsed in the upstream context; a worker
+	// is configured once, so its text is not needed again.
+	std::string().swap(resources_.hostTrustPem);
 	engine_ = std::move(*engine);
 	proxy_ = std::move(*proxy);
 	GVM_LOG(Proxy, Info) << "sandbox " << sandbox_ << ": enforcing policy '" << engine_->name() << "' ("
@@ -223,9 +227,14 @@ void Worker::onLine(const std::string &line, std::vector<UniqueFd> &fds)
 				   {"connections_open", proxy_ ? proxy_->connectionsOpen() : 0},
 				   {"connections_total", proxy_ ? proxy_->connectionsTotal() : 0}};
 	}
-	if (req.notification)
-		return;
-	control_.send(result ? rpc::encodeResult(req.id, *result) : rpc::encodeError(req.id, rpc::toRpcError(result.error())));
+	if (!req.notification)
+		control_.send(result ? rpc::encodeResult(req.id, *result)
+				     : rpc::encodeError(req.id, rpc::toRpcError(result.error())));
+	// Parsing the policy and the trust store leaves freed heap that the
+	// idle worker would otherwise keep resident for its whole life (the
+	// trim threshold is high for streaming's sake): give it back once.
+	if (req.method == "worker.configure")
+		::malloc_trim(0);
 }
 
 } // namespace gvm::proxy
