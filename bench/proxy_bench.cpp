@@ -15,7 +15,8 @@
 //
 // Legs: (1) a fresh TCP+TLS connection per GET /1k (the worker's leaf for
 // "localhost" is cached by the warm-up), latency p50/p99; (2) keep-alive
-// GET /1k on 8 persistent connections for ~3 s, requests/s; (3) one GET of
+// GET /1k on 8 persistent connections for ~3 s per path, in three blocks
+// with the paths taking turns, requests/s; (3) one GET of
 // a 256 MiB file, MB/s; (4) the worker's memory, idle after configure and
 // at its high-water mark after the legs, with its largest mappings. The
 // CPU time of every process (run time of its threads from /proc, the
@@ -42,6 +43,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <latch>
 #include <malloc.h>
 #include <map>
@@ -77,6 +79,8 @@ constexpr int kWarmupRequests = 20;
 // The fresh-connection leg alternates paths in this many blocks, so that a
 // slow phase of a shared machine does not land on one path only.
 constexpr int kFreshBlocks = 3;
+// Blocks the keep-alive leg of each path is split into (runKeepAliveBlocks).
+constexpr int kKeepAliveBlocks = 3;
 constexpr double kDefaultSeconds = 3.0;
 constexpr int kDefaultConnections = 8;
 // Requests on each keep-alive connection before the clock starts.
@@ -371,6 +375,35 @@ KeepAliveResult runKeepAlive(const Target &target, const Processes &procs, int c
 	result.seconds = std::chrono::duration<double>(last - start).count();
 	result.perSecond = result.seconds > 0 ? static_cast<double>(result.requests) / result.seconds : 0;
 	return result;
+}
+
+// The leg in kKeepAliveBlocks blocks per path, the paths taking turns in an
+// order that rotates each round, so that load from outside the benchmark
+// that comes and goes weighs on every path alike.
+std::map<Path, KeepAliveResult> runKeepAliveBlocks(const std::map<Path, Target> &targets, const Processes &procs,
+						   int connections, double seconds)
+{
+	std::map<Path, KeepAliveResult> results;
+	constexpr size_t kCount = std::size(kPaths);
+	for (int block = 0; block < kKeepAliveBlocks && !interrupted(); ++block) {
+		for (size_t turn = 0; turn < kCount; ++turn) {
+			const Path path = kPaths[(turn + static_cast<size_t>(block)) % kCount];
+			KeepAliveResult &total = results[path];
+			if (!total.error.empty())
+				continue;
+			KeepAliveResult part =
+				runKeepAlive(targets.at(path), procs, connections, seconds / kKeepAliveBlocks);
+			total.requests += part.requests;
+			total.reconnects += part.reconnects;
+			total.reads += part.reads;
+			total.seconds += part.seconds;
+			total.cpu += part.cpu;
+			total.error = std::move(part.error);
+		}
+	}
+	for (auto &[path, total] : results)
+		total.perSecond = total.seconds > 0 ? static_cast<double>(total.requests) / total.seconds : 0;
+	return results;
 }
 
 // --- Leg 3: bulk MB/s ------------------------------------------------------
@@ -825,8 +858,7 @@ int run(const Options &o)
 			  << (*worker)->port() << " (pid " << (*worker)->pid() << "); running...\n";
 
 	f.fresh = runFresh(targets, procs, o.requests);
-	for (Path p : kPaths)
-		f.keepAlive[p] = runKeepAlive(targets.at(p), procs, o.connections, o.seconds);
+	f.keepAlive = runKeepAliveBlocks(targets, procs, o.connections, o.seconds);
 	for (Path p : kPaths)
 		f.bulk[p] = runBulk(targets.at(p), procs, o.bulkRuns);
 
