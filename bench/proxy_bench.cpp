@@ -453,38 +453,6 @@ std::string originConfig(const std::filesystem::path &dir, uint16_t port)
 	       "}\n";
 }
 
-std::string reverseProxyConfig(const std::filesystem::path &dir, uint16_t port, uint16_t originPort)
-{
-	std::string origin = std::to_string(originPort);
-	return nginxPreamble(dir, "proxy") +
-	       "  upstream origin {\n"
-	       "    server 127.0.0.1:" + origin + ";\n"
-	       "    keepalive 32;\n"
-	       "  }\n"
-	       "  server {\n"
-	       "    listen 127.0.0.1:" + std::to_string(port) + " ssl;\n"
-	       "    server_name localhost;\n"
-	       "    location / {\n"
-	       "      proxy_pass https://origin;\n"
-	       "      proxy_http_version 1.1;\n"
-	       "      proxy_set_header Connection \"\";\n"
-	       "      proxy_set_header Host localhost:" + origin + ";\n"
-	       "      proxy_ssl_verify on;\n"
-	       "      proxy_ssl_trusted_certificate " + dir.string() + "/ca.pem;\n"
-	       "      proxy_ssl_name localhost;\n"
-	       "      proxy_ssl_server_name on;\n"
-	       "      proxy_ssl_session_reuse on;\n"
-	       // The worker negotiates TLS 1.3 upstream; nginx 1.22 would
-	       // stop at 1.2 by default.
-	       "      proxy_ssl_protocols TLSv1.3;\n"
-	       // Stream the 256 MiB body through memory buffers, as the
-	       // worker does, instead of spooling it to a temp file.
-	       "      proxy_max_temp_file_size 0;\n"
-	       "    }\n"
-	       "  }\n"
-	       "}\n";
-}
-
 void usage(std::ostream &out)
 {
 	out << "Usage: proxy-bench [--worker PATH] [--nginx PATH] [--requests N] [--seconds S]\n"
@@ -822,7 +790,8 @@ int run(const Options &o)
 	if (!origin)
 		return fatal(origin.error().wrap("while starting the origin nginx"));
 	auto nginxProxy =
-		NginxServer::start(o.nginx, d, "proxy", reverseProxyConfig(d, *proxyPort, *originPort), *proxyPort);
+		NginxServer::start(o.nginx, d, "proxy", reverseProxyConfig(d, {"127.0.0.1:" + std::to_string(*proxyPort)}, "127.0.0.1:" + std::to_string(*originPort),
+						    "localhost"), *proxyPort);
 	if (!nginxProxy)
 		return fatal(nginxProxy.error().wrap("while starting the nginx reverse proxy"));
 

@@ -117,6 +117,14 @@ Result<std::vector<MappingMemory>> readMappingMemory(pid_t pid);
 // server.key) left open for the caller's server blocks and closing brace.
 std::string nginxPreamble(const std::filesystem::path &dir, const std::string &name);
 
+// The whole nginx.conf of a TLS-terminating reverse proxy named "proxy" in
+// dir (the engineering floor for a proxy with two TLS legs): it listens
+// with TLS on each of `listen` (ADDRESS:PORT), and passes every request to
+// https://`upstream` (ADDRESS:PORT) over pooled keep-alive connections,
+// verifying the upstream's certificate for `serverName` against dir/ca.pem.
+std::string reverseProxyConfig(const std::filesystem::path &dir, const std::vector<std::string> &listen,
+			       const std::string &upstream, const std::string &serverName);
+
 class NginxServer
 {
 public:

@@ -2,10 +2,11 @@
 //
 // The HTTPS client of the sandbox benchmark. sandbox-bench runs itself as
 // this client (`sandbox-bench --client ...`) in two places: in a plain
-// network namespace of the benchmark's (the direct path), and as the agent
-// of a gvm sandbox, where it connects to the origin's address as if there
-// were no proxy and the sandbox's nftables send it to the worker (the
-// transparent path). proxy_client.h's connection only dials 127.0.0.1 with
+// network namespace of the benchmark's (the direct path to the origin, and
+// the path through an nginx reverse proxy), and as the agent of a gvm
+// sandbox, where it connects to the origin's address as if there were no
+// proxy and the sandbox's nftables send it to the worker (the transparent
+// path). proxy_client.h's connection only dials 127.0.0.1 with
 // the name "localhost"; this one dials an IPv4 address with a server name
 // of its choice (SNI, verified name and Host). One leg per run; the result
 // is one JSON object on stdout. Blocking sockets, every operation bounded
@@ -24,7 +25,7 @@ const char *toString(ClientLeg leg);
 
 struct ClientOptions {
 	ClientLeg leg = ClientLeg::Fresh;
-	std::string address;   // the origin's IPv4 address
+	std::string address;   // the IPv4 address dialled (origin or proxy)
 	uint16_t port = 0;
 	std::string name;      // SNI, the name verified, Host
 	std::string caFile;    // PEM of the CAs trusted
