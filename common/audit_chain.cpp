@@ -31,7 +31,8 @@ std::string sealAuditRecord(nlohmann::json &record, uint64_t seq, const std::str
 	record["seq"] = seq;
 	record["prev"] = prev;
 	record.erase("hash");
-	std::string hash = sha256Hex(prev + canonicalAuditRecord(record));
+	// Without "hash", the record's dump is its canonical form.
+	std::string hash = sha256Hex(prev + rpc::dumpJson(record));
 	record["hash"] = hash;
 	return hash;
 }

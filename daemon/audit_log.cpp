@@ -175,8 +175,27 @@ Result<std::vector<nlohmann::json>> AuditLog::readBack(size_t limit,
 	return std::vector<nlohmann::json>(std::make_move_iterator(kept.begin()), std::make_move_iterator(kept.end()));
 }
 
-void AuditLog::journal(const nlohmann::json &r) const
+bool AuditLog::journalReachable()
 {
+	const auto now = std::chrono::steady_clock::now();
+	if (now >= journalChecked_ + kJournalRecheck) {
+		journalChecked_ = now;
+		// libsystemd drops messages silently when journald is not
+		// there, after formatting them; so ask before formatting.
+		const bool reachable = ::access(kJournalSocket, F_OK) == 0;
+		if (reachable != journalReachable_)
+			GVM_LOG(Audit, Notice) << (reachable ? "the journal is reachable: decisions are mirrored to it"
+							     : std::string("the journal is not reachable (no ") + kJournalSocket +
+								       "): decisions are recorded in " + path_ + " only");
+		journalReachable_ = reachable;
+	}
+	return journalReachable_;
+}
+
+void AuditLog::journal(const nlohmann::json &r)
+{
+	if (!journalReachable())
+		return;
 	auto text = [&](const char *key) -> std::string {
 		auto it = r.find(key);
 		if (it == r.end() || it->is_null())

@@ -20,6 +20,9 @@ namespace gvm::daemon {
 inline constexpr std::chrono::milliseconds kAuditSyncDelay{100};
 // A batch this large is written at once rather than waiting for the timer.
 inline constexpr size_t kAuditBatchBytes = 256 * 1024;
+// journald's socket, and how often gvmd looks whether it is there.
+inline constexpr char kJournalSocket[] = "/run/systemd/journal/socket";
+inline constexpr std::chrono::seconds kJournalRecheck{10};
 
 // The append-only, hash-chained audit log (see common/audit_chain.h) in
 // DIR/audit.jsonl. Owned by the Daemon, which is its only writer; lives on
@@ -54,7 +57,10 @@ public:
 private:
 	AuditLog(Loop &loop, std::string path, UniqueFd fd);
 	Result<void> recover();
-	void journal(const nlohmann::json &record) const;
+	void journal(const nlohmann::json &record);
+	// Whether journald is there to take the copy (looked up at most once
+	// per kJournalRecheck).
+	bool journalReachable();
 
 	Loop &loop_;
 	std::string path_;
@@ -65,6 +71,8 @@ private:
 	uint64_t seq_ = 0;
 	std::string prev_;
 	nlohmann::json last_;
+	std::chrono::steady_clock::time_point journalChecked_{};
+	bool journalReachable_ = true;
 };
 
 } // namespace gvm::daemon

@@ -492,7 +492,7 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	// and confined itself) takes most of the start-up off the launch; its
 	// listening sockets come with worker.configure.
 	WorkerProcess::Callbacks workerCallbacks{
-		[this, id](const std::string &method, const rpc::Json &p) { onWorkerNotification(id, method, p); },
+		[this, id](const std::string &method, rpc::Json &p) { onWorkerNotification(id, method, p); },
 		[this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); }};
 	std::unique_ptr<WorkerProcess> worker = takeSpareWorker();
 	if (worker) {
@@ -835,18 +835,18 @@ void SandboxManager::onAgentExit(const std::string &id, int status, int sig)
 	remove(id);
 }
 
-void SandboxManager::onWorkerNotification(const std::string &id, const std::string &method, const rpc::Json &params)
+void SandboxManager::onWorkerNotification(const std::string &id, const std::string &method, rpc::Json &params)
 {
 	Sandbox *sandbox = lookup(id);
 	if (!sandbox)
 		return;
 	if (method == "decision") {
-		const rpc::Json *in = member(params, "record");
-		if (!in || !in->is_object()) {
+		auto in = params.find("record");
+		if (in == params.end() || !in->is_object()) {
 			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": a decision without a record, ignoring";
 			return;
 		}
-		rpc::Json record = *in;
+		rpc::Json record = std::move(*in);
 		// The chain fields and the time are gvmd's to set; the sandbox
 		// and owner are what gvmd knows, not what the worker says.
 		for (const char *key : {"v", "seq", "ts", "prev", "hash"})

@@ -103,7 +103,8 @@ private:
 	void onConfigured(const std::string &id, Result<rpc::Json> result);
 	void onAgentStarted(const std::string &id, Result<void> result);
 	void onAgentExit(const std::string &id, int status, int signal);
-	void onWorkerNotification(const std::string &id, const std::string &method, const rpc::Json &params);
+	// `params` is the notification's own, taken apart rather than copied.
+	void onWorkerNotification(const std::string &id, const std::string &method, rpc::Json &params);
 	void onWorkerExit(const std::string &id, int64_t status, int signal);
 	// Fails a launch in progress with `error` and removes the sandbox.
 	void abortLaunch(const std::string &id, Error error);

@@ -34,7 +34,7 @@ class WorkerProcess
 public:
 	struct Callbacks {
 		// A notification from the worker (e.g. a decision to record).
-		std::function<void(const std::string &method, const rpc::Json &params)> onNotification;
+		std::function<void(const std::string &method, rpc::Json &params)> onNotification;
 		// The worker exited: its exit status, or the signal that ended it.
 		std::function<void(int64_t status, int signal)> onExit;
 	};
