@@ -128,11 +128,16 @@ Result<void> parseFieldLine(std::string_view line, Headers &out, int status)
 
 // Splits a head (which the HeadReader proved to be CRLF lines ending in an
 // empty line) into the first line and validated fields.
+// Fields a request or response head usually has (browsers send 10 to 20).
+constexpr size_t kTypicalHeaderCount = 16;
+
 Result<std::string_view> splitHead(std::string_view head, Headers &headers, int status)
 {
 	size_t end = head.find("\r\n");
 	std::string_view first = head.substr(0, end);
 	size_t pos = end + 2;
+	// Room for a typical head's fields at once, not grown one by one.
+	headers.reserve(headers.size() + kTypicalHeaderCount);
 	while (true) {
 		size_t next = head.find("\r\n", pos);
 		if (next == pos)
@@ -632,6 +637,18 @@ void HeadReader::reset()
 Result<size_t> HeadReader::feed(std::string_view data)
 {
 	for (size_t i = 0; i < data.size(); ++i) {
+		if (lines_ > 0) {
+			// A field line: taken up to its LF (or the end of data) at
+			// once, with the checks the byte loop below would make, in
+			// the order it would make them.
+			auto taken = feedFieldLine(data.substr(i));
+			if (!taken)
+				return fail(std::move(taken).error());
+			i += *taken - 1;
+			if (complete_)
+				return i + 1;
+			continue;
+		}
 		char c = data[i];
 		bool afterCr = buf_.size() > lineStart_ && buf_.back() == '\r';
 		if (afterCr && c != '\n')
@@ -673,6 +690,45 @@ Result<size_t> HeadReader::feed(std::string_view data)
 		lineStart_ = buf_.size();
 	}
 	return data.size();
+}
+
+Result<size_t> HeadReader::feedFieldLine(std::string_view data)
+{
+	const size_t lf = data.find('\n');
+	// The line's bytes before its LF (all of data when it has none yet).
+	const std::string_view text = data.substr(0, lf == std::string_view::npos ? data.size() : lf);
+	const bool afterCr = buf_.size() > lineStart_ && buf_.back() == '\r';
+
+	// Where the byte loop would stop: at the byte after a CR that is not
+	// an LF (checked before that byte is taken), or at the byte that
+	// takes the section over its limit (after it is taken).
+	size_t bareCr = std::string_view::npos;
+	if (afterCr && !text.empty())
+		bareCr = 0;
+	else if (size_t cr = text.find('\r'); cr != std::string_view::npos && cr + 1 < text.size())
+		bareCr = cr + 1;
+	const size_t section = buf_.size() - headerStart_;
+	size_t tooLarge = std::string_view::npos;
+	if (!text.empty() && section + text.size() > limits_.headerBytes)
+		tooLarge = limits_.headerBytes >= section ? limits_.headerBytes - section : 0;
+	if (bareCr != std::string_view::npos && (tooLarge == std::string_view::npos || bareCr <= tooLarge))
+		return fail(httpError(limits_.syntaxStatus, "bare CR in the message head"));
+	if (tooLarge != std::string_view::npos)
+		return fail(httpError(limits_.headerStatus, "header section too large"));
+
+	buf_.append(text);
+	if (lf == std::string_view::npos)
+		return text.size();
+	if (buf_.size() == lineStart_ || buf_.back() != '\r')
+		return fail(httpError(limits_.syntaxStatus, "bare LF in the message head"));
+	buf_.push_back('\n');
+	if (buf_.size() - lineStart_ == 2) {
+		complete_ = true;
+	} else if (++lines_ - 1 > limits_.headerCount) {
+		return fail(httpError(limits_.headerStatus, "too many header fields"));
+	}
+	lineStart_ = buf_.size();
+	return lf + 1;
 }
 
 // BodyReader

@@ -152,6 +152,10 @@ public:
 	void reset();
 
 private:
+	// Takes the bytes of a field line (or of the final empty line) up to
+	// and including its LF; returns how many it took.
+	Result<size_t> feedFieldLine(std::string_view data);
+
 	Limits limits_;
 	std::string buf_;
 	size_t lineStart_ = 0;   // offset of the current line in buf_
