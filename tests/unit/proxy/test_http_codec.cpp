@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <random>
 #include <sstream>
 #include <string>
@@ -594,4 +595,52 @@ TEST_CASE("an error is final", "[http][request]")
 	REQUIRE(!again);
 	CHECK(again.error().code() == 400);
 	CHECK(!parser.finish());
+}
+
+// Feeds `input` to a HeadReader in pieces of the given sizes (cycled) and
+// says what it answered: "ok N complete HEAD", "ok incomplete" or the error.
+std::string feedInPieces(const HeadReader::Limits &limits, const std::string &input, const std::vector<size_t> &sizes)
+{
+	HeadReader reader(limits);
+	size_t pos = 0;
+	for (size_t turn = 0; pos < input.size(); ++turn) {
+		const size_t n = std::min(sizes[turn % sizes.size()], input.size() - pos);
+		auto taken = reader.feed(std::string_view(input).substr(pos, n));
+		if (!taken)
+			return "error " + std::to_string(taken.error().code()) + " " + taken.error().message();
+		if (reader.complete())
+			return "ok " + std::to_string(pos + *taken) + " complete " + std::string(reader.head());
+		REQUIRE(*taken == n);
+		pos += n;
+	}
+	return "ok incomplete " + std::string(reader.head());
+}
+
+TEST_CASE("a head reads the same whole, byte by byte and in random pieces", "[http][head]")
+{
+	// Heads made of the characters that matter to the reader (CR, LF,
+	// a control character) and field text, under tight limits, so that
+	// every check fires somewhere: the answer, error included, must not
+	// depend on how the bytes arrived.
+	// A section at its limit once its last LF is in: what comes next is
+	// judged as it is (a bare LF here), not as more of the section.
+	const HeadReader::Limits tight{100, 10, 10, 414, 431, 400};
+	CHECK(feedInPieces(tight, "GET / HTTP/1.1\r\nabcdefghi\r\n\n", {100}) ==
+	      "error 400 bare LF in the message head");
+	CHECK(feedInPieces(tight, "GET / HTTP/1.1\r\nabcdefghi\r\nx", {100}) == "error 431 header section too large");
+
+	std::mt19937 rng(20261207);
+	const std::string alphabet = "\r\n\r\nab: \x01";
+	for (int iteration = 0; iteration < 20000; ++iteration) {
+		HeadReader::Limits limits{5 + rng() % 30, 5 + rng() % 60, 1 + rng() % 6, 414, 431, 400};
+		std::string input = rng() % 2 ? "GET / HTTP/1.1\r\n" : "";
+		for (size_t i = 0, n = rng() % 120; i < n; ++i)
+			input += alphabet[rng() % alphabet.size()];
+		if (rng() % 2)
+			input += "\r\n\r\n";
+		const std::string whole = feedInPieces(limits, input, {input.size() + 1});
+		INFO(std::quoted(input));
+		REQUIRE(feedInPieces(limits, input, {1}) == whole);
+		REQUIRE(feedInPieces(limits, input, {1 + rng() % 7, 1 + rng() % 13, 1 + rng() % 3}) == whole);
+	}
 }
