@@ -225,6 +225,18 @@ std::string workspaceProblem(const std::string &path)
 	return {};
 }
 
+std::string workingDirectoryProblem(const std::string &cwd, const std::string &workspace)
+{
+	if (isWithin(cwd, workspace))
+		return {};
+	for (const char *private_ : {"/tmp", "/dev/shm"})
+		if (isWithin(cwd, private_))
+			return "the working directory " + cwd + " is in " + private_ + ", which the sandbox replaces with a " +
+			       "private one; start from the workspace (" + workspace + ") or a directory outside " +
+			       private_;
+	return {};
+}
+
 Result<PreparedIsolation> prepareIsolation(const IsolationRequest &request, SeccompFilters &filters)
 {
 	PreparedIsolation out;

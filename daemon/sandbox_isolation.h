@@ -86,4 +86,9 @@ std::string sandboxStateDir(const std::string &stateDir, const std::string &id);
 // kernel's and gvmd's own trees, and paths overlayfs cannot take.
 std::string workspaceProblem(const std::string &path);
 
+// Why the agent could not start in `cwd` ("" when it can): a directory in
+// /tmp or /dev/shm, which the sandbox replaces with private ones, outside
+// the workspace (which is carried into the private /tmp).
+std::string workingDirectoryProblem(const std::string &cwd, const std::string &workspace);
+
 } // namespace gvm::daemon

@@ -385,6 +385,9 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	auto isolate = boolParam(params, "isolation", true);
 	if (!isolate)
 		return fail(std::move(isolate).error());
+	if (*isolate && !*cooperative)
+		if (std::string problem = workingDirectoryProblem(*cwd, *workspace); !problem.empty())
+			return fail(invalidParams(problem));
 
 	if (!*cooperative && ::geteuid() != 0)
 		return fail(Error(ErrorDomain::Rpc, rpc::kServerError,

@@ -1138,6 +1138,46 @@ TEST_CASE("gvmctl ps shows a sandbox's memory, tasks and processor time against 
 	CHECK(waitFor([&] { return !agent.running(); }, std::chrono::seconds(15)));
 }
 
+TEST_CASE("launch refuses, with the reason, a root workspace and a working directory in the private /tmp",
+	  "[isolation][system]")
+{
+	World &w = world();
+	// The root as the workspace (the caller's working directory by
+	// default) would make the whole host writable through the overlay.
+	Agent root = w.gvmd->launch(w.agentUser, w.denyPolicy, "/", "echo started=yes\n");
+	INFO(root.text());
+	CHECK(root.status != 0);
+	CHECK(root["started"] == "<missing started>");
+	CHECK_THAT(root.err, Catch::Contains("the root directory cannot be a workspace"));
+
+	// A working directory in the host's /tmp, with the workspace elsewhere:
+	// the sandbox's /tmp is a private one, so the directory is not there.
+	struct TmpDir {
+		std::string path = "/tmp/gvm-iso-cwd-XXXXXX";
+		TmpDir() { REQUIRE(::mkdtemp(path.data()) != nullptr); }
+		~TmpDir()
+		{
+			std::error_code ec;
+			std::filesystem::remove_all(path, ec);
+		}
+	} cwd;
+	REQUIRE(::chown(cwd.path.c_str(), w.user.uid(), w.user.gid()) == 0);
+	const std::string ws = w.workspace("cwd-elsewhere");
+	Agent elsewhere = w.gvmd->launch(w.agentUser, w.denyPolicy, cwd.path, "echo started=yes\n", {"--workspace", ws});
+	INFO(elsewhere.text());
+	CHECK(elsewhere.status != 0);
+	CHECK(elsewhere["started"] == "<missing started>");
+	CHECK_THAT(elsewhere.err, Catch::Contains("the working directory " + cwd.path + " is in /tmp") &&
+					  Catch::Contains("private") && Catch::Contains(ws));
+
+	// The same directory as the workspace is carried into the private /tmp.
+	Agent inside = w.gvmd->launch(w.agentUser, w.denyPolicy, cwd.path, "echo started=yes; pwd\n");
+	INFO(inside.text());
+	CHECK(inside.status == 0);
+	CHECK(inside["started"] == "yes");
+	CHECK_THAT(inside.out, Catch::Contains(cwd.path + "\n"));
+}
+
 TEST_CASE("Landlock alone keeps hidden paths closed (no masking mounts)", "[isolation][system]")
 {
 	World &w = world();
