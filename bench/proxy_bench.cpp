@@ -789,9 +789,9 @@ int run(const Options &o)
 	auto origin = NginxServer::start(o.nginx, d, "origin", originConfig(d, *originPort), *originPort);
 	if (!origin)
 		return fatal(origin.error().wrap("while starting the origin nginx"));
-	auto nginxProxy =
-		NginxServer::start(o.nginx, d, "proxy", reverseProxyConfig(d, {"127.0.0.1:" + std::to_string(*proxyPort)}, "127.0.0.1:" + std::to_string(*originPort),
-						    "localhost"), *proxyPort);
+	const std::string proxyConfig = reverseProxyConfig(d, {"127.0.0.1:" + std::to_string(*proxyPort)},
+							   "127.0.0.1:" + std::to_string(*originPort), "localhost");
+	auto nginxProxy = NginxServer::start(o.nginx, d, "proxy", proxyConfig, *proxyPort);
 	if (!nginxProxy)
 		return fatal(nginxProxy.error().wrap("while starting the nginx reverse proxy"));
 

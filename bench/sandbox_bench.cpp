@@ -36,8 +36,7 @@
 //      settings, redirected to the worker by the sandbox's nftables. Fresh
 //      TCP+TLS connection per GET /1k (p50/p99, in blocks alternating the
 //      paths), keep-alive GET /1k on 8 connections (req/s, in blocks
-//      with the paths taking turns), one GET of
-//      256 MiB (MB/s). Targets: fresh p50 <= 1.5x direct; keep-alive and
+//      with the paths taking turns), one GET of 256 MiB (MB/s). Targets: fresh p50 <= 1.5x direct; keep-alive and
 //      bulk >= 0.9x nginx-proxy, which terminates TLS on both legs as the
 //      worker does (the ratios to direct are reported too).
 //
@@ -76,10 +75,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 #include <memory>
 #include <optional>
 #include <poll.h>
+#include <set>
 #include <sstream>
 #include <string>
 #include <sys/socket.h>

@@ -109,15 +109,6 @@ int runAnswer(const GlobalOptions &globalIn, const std::vector<std::string> &arg
 	return kExitOk;
 }
 
-// A member that is a non-negative integer, as one.
-std::optional<uint64_t> unsignedMember(const rpc::Json &object, const char *key)
-{
-	auto it = object.find(key);
-	if (it == object.end() || !it->is_number_integer() || (!it->is_number_unsigned() && it->get<int64_t>() < 0))
-		return std::nullopt;
-	return it->get<uint64_t>();
-}
-
 // The MEM, PIDS and CPU cells of a sandbox: "-" each when gvmd reported no
 // cgroup usage for it, "used/limit" when it reported a limit.
 struct Usage {
@@ -132,18 +123,19 @@ Usage usageCells(const rpc::Json &sandbox)
 	auto iso = sandbox.find("isolation");
 	if (iso == sandbox.end() || !iso->is_object())
 		return cells;
-	if (auto used = unsignedMember(*iso, "memory_bytes")) {
-		cells.memory = formatBytes(*used);
-		if (auto limit = unsignedMember(*iso, "memory_limit"))
-			cells.memory += "/" + formatBytes(*limit);
+	// -1: missing or not an integer (a count is never negative).
+	if (const int64_t used = integerOr(*iso, "memory_bytes", -1); used >= 0) {
+		cells.memory = formatBytes(static_cast<uint64_t>(used));
+		if (const int64_t limit = integerOr(*iso, "memory_limit", -1); limit >= 0)
+			cells.memory += "/" + formatBytes(static_cast<uint64_t>(limit));
 	}
-	if (auto used = unsignedMember(*iso, "pids")) {
-		cells.pids = std::to_string(*used);
-		if (auto limit = unsignedMember(*iso, "pids_limit"))
-			cells.pids += "/" + std::to_string(*limit);
+	if (const int64_t used = integerOr(*iso, "pids", -1); used >= 0) {
+		cells.pids = std::to_string(used);
+		if (const int64_t limit = integerOr(*iso, "pids_limit", -1); limit >= 0)
+			cells.pids += "/" + std::to_string(limit);
 	}
-	if (auto usec = unsignedMember(*iso, "cpu_usec"))
-		cells.cpu = formatAge(static_cast<double>(*usec) / 1e6);
+	if (const int64_t usec = integerOr(*iso, "cpu_usec", -1); usec >= 0)
+		cells.cpu = formatAge(static_cast<double>(usec) / 1e6);
 	return cells;
 }
 

@@ -126,11 +126,11 @@ Result<void> parseFieldLine(std::string_view line, Headers &out, int status)
 	return {};
 }
 
-// Splits a head (which the HeadReader proved to be CRLF lines ending in an
-// empty line) into the first line and validated fields.
 // Fields a request or response head usually has (browsers send 10 to 20).
 constexpr size_t kTypicalHeaderCount = 16;
 
+// Splits a head (which the HeadReader proved to be CRLF lines ending in an
+// empty line) into the first line and validated fields.
 Result<std::string_view> splitHead(std::string_view head, Headers &headers, int status)
 {
 	size_t end = head.find("\r\n");
