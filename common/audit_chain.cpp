@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/audit_chain.h"
 
+#include <algorithm>
+
 #include "common/json_rpc.h"
+#include "common/json_writer.h"
 #include "common/sha256.h"
 
 namespace gvm {
@@ -16,7 +19,177 @@ bool isHex64(const nlohmann::json &v)
 	return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
+// Reads one JSON object of scalar members through nlohmann's SAX interface,
+// refusing nesting, arrays and fractions (their canonical text is
+// nlohmann's to write), so that no tree is built.
+class FlatObjectReader
+{
+public:
+	using Json = nlohmann::json;
+	struct Member {
+		std::string key;
+		std::string value;
+		bool isString;
+	};
+
+	std::vector<Member> members;
+
+	bool null() { return value("null", false); }
+	bool boolean(bool b) { return value(b ? "true" : "false", false); }
+	bool number_integer(Json::number_integer_t v) { return value(std::to_string(v), false); }
+	bool number_unsigned(Json::number_unsigned_t v) { return value(std::to_string(v), false); }
+	bool number_float(Json::number_float_t, const std::string &) { return false; }
+	bool string(std::string &v) { return value(std::move(v), true); }
+	bool binary(Json::binary_t &) { return false; }
+	bool start_object(std::size_t) { return depth_++ == 0; }
+	bool key(std::string &k)
+	{
+		key_ = std::move(k);
+		return true;
+	}
+	bool end_object()
+	{
+		--depth_;
+		return true;
+	}
+	bool start_array(std::size_t) { return false; }
+	bool end_array() { return false; }
+	bool parse_error(std::size_t, const std::string &, const nlohmann::detail::exception &) { return false; }
+
+private:
+	bool value(std::string v, bool isString)
+	{
+		if (depth_ != 1)
+			return false; // a bare scalar, not an object
+		members.push_back({std::move(key_), std::move(v), isString});
+		return true;
+	}
+
+	int depth_ = 0;
+	std::string key_;
+};
+
 } // namespace
+
+std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
+{
+	FlatObjectReader reader;
+	if (json.empty() || json.front() != '{' || !nlohmann::json::sax_parse(json.begin(), json.end(), &reader))
+		return std::nullopt;
+	// Sorted as nlohmann sorts object keys; for a repeated key the last
+	// value stays, as in nlohmann's parser.
+	std::stable_sort(reader.members.begin(), reader.members.end(),
+			 [](const auto &a, const auto &b) { return a.key < b.key; });
+	AuditRecord record;
+	record.members_.reserve(reader.members.size() + 8);
+	for (size_t i = 0; i < reader.members.size(); ++i) {
+		auto &m = reader.members[i];
+		if (i + 1 < reader.members.size() && reader.members[i + 1].key == m.key)
+			continue;
+		record.members_.push_back({std::move(m.key), std::move(m.value), m.isString});
+	}
+	return record;
+}
+
+AuditRecord AuditRecord::fromJson(const nlohmann::json &object)
+{
+	AuditRecord record;
+	if (!object.is_object())
+		return record;
+	record.members_.reserve(object.size() + 8);
+	for (const auto &[key, value] : object.items()) {
+		if (value.is_string())
+			record.members_.push_back({key, value.get<std::string>(), true});
+		else
+			record.members_.push_back({key, rpc::dumpJson(value), false});
+	}
+	return record;
+}
+
+namespace {
+
+template <typename Members>
+auto findMember(Members &members, std::string_view key)
+{
+	return std::lower_bound(members.begin(), members.end(), key,
+				[](const auto &m, std::string_view k) { return std::string_view(m.key) < k; });
+}
+
+} // namespace
+
+bool AuditRecord::contains(std::string_view key) const
+{
+	auto it = findMember(members_, key);
+	return it != members_.end() && it->key == key;
+}
+
+std::string AuditRecord::text(std::string_view key) const
+{
+	auto it = findMember(members_, key);
+	if (it == members_.end() || it->key != key || (!it->isString && it->value == "null"))
+		return {};
+	return it->value;
+}
+
+void AuditRecord::erase(std::string_view key)
+{
+	auto it = findMember(members_, key);
+	if (it != members_.end() && it->key == key)
+		members_.erase(it);
+}
+
+void AuditRecord::set(std::string_view key, std::string value, bool isString)
+{
+	auto it = findMember(members_, key);
+	if (it != members_.end() && it->key == key) {
+		it->value = std::move(value);
+		it->isString = isString;
+		return;
+	}
+	members_.insert(it, Member{std::string(key), std::move(value), isString});
+}
+
+void AuditRecord::setString(std::string_view key, std::string value)
+{
+	set(key, std::move(value), true);
+}
+
+void AuditRecord::setNumber(std::string_view key, uint64_t value)
+{
+	set(key, std::to_string(value), false);
+}
+
+std::string AuditRecord::serialize() const
+{
+	size_t size = 2;
+	for (const Member &m : members_)
+		size += m.key.size() + m.value.size() + 6;
+	std::string out;
+	out.reserve(size + size / 8);
+	out += '{';
+	for (const Member &m : members_) {
+		if (out.size() > 1)
+			out += ',';
+		appendJsonString(out, m.key);
+		out += ':';
+		if (m.isString)
+			appendJsonString(out, m.value);
+		else
+			out += m.value;
+	}
+	out += '}';
+	return out;
+}
+
+std::string AuditRecord::seal(uint64_t seq, const std::string &prev)
+{
+	setNumber("seq", seq);
+	setString("prev", prev);
+	erase("hash");
+	// Without "hash", the serialisation is the canonical form.
+	setString("hash", sha256Hex(prev + serialize()));
+	return serialize();
+}
 
 std::string canonicalAuditRecord(const nlohmann::json &record)
 {

@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <istream>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,52 @@ std::string canonicalAuditRecord(const nlohmann::json &record);
 
 // Sets "seq" and "prev" and computes "hash"; returns the hash.
 std::string sealAuditRecord(nlohmann::json &record, uint64_t seq, const std::string &prev);
+
+// A proxy worker reports each decision to gvmd as one JSON-RPC notification
+// line: kDecisionLineHead, the record (a JSON object), kDecisionLineTail.
+inline constexpr std::string_view kDecisionLineHead = R"({"jsonrpc":"2.0","method":"decision","params":{"record":)";
+inline constexpr std::string_view kDecisionLineTail = "}}";
+
+// One record as its members, kept sorted by key, for gvmd's writer: a
+// record is written for every request an agent makes, and this form is
+// read from the worker's text, edited and sealed into its line without
+// building a JSON tree. seal() writes exactly what sealAuditRecord() and
+// rpc::dumpJson() would for the same content.
+class AuditRecord
+{
+public:
+	// From JSON text that is one object whose values are all strings,
+	// integers, booleans or null (what workers send); nullopt for anything
+	// else, invalid JSON included. A repeated key keeps its last value.
+	static std::optional<AuditRecord> parseFlat(std::string_view json);
+	// From any JSON object; nested values are kept as their canonical text.
+	static AuditRecord fromJson(const nlohmann::json &object);
+
+	bool contains(std::string_view key) const;
+	// A string member's own text, the JSON text of any other value, and ""
+	// for null or an absent key.
+	std::string text(std::string_view key) const;
+	void erase(std::string_view key);
+	void setString(std::string_view key, std::string value);
+	void setNumber(std::string_view key, uint64_t value);
+
+	// Sets "seq" and "prev", computes "hash" as sealAuditRecord() does and
+	// returns the record's line (its canonical serialisation with "hash",
+	// no newline).
+	std::string seal(uint64_t seq, const std::string &prev);
+
+private:
+	struct Member {
+		std::string key;
+		std::string value; // a string's own text, else its JSON text
+		bool isString = false;
+	};
+	void set(std::string_view key, std::string value, bool isString);
+	// Compact JSON of the members, keys in order.
+	std::string serialize() const;
+
+	std::vector<Member> members_;
+};
 
 struct AuditVerifyReport {
 	enum class Status {

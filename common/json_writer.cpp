@@ -37,40 +37,46 @@ size_t validSequence(std::string_view s)
 
 void appendJsonString(std::string &out, std::string_view text)
 {
+	out.reserve(out.size() + text.size() + 2);
 	out += '"';
 	size_t i = 0;
 	while (i < text.size()) {
-		const auto c = static_cast<unsigned char>(text[i]);
-		if (c < 0x80) {
-			switch (c) {
-			case '"': out += "\\\""; break;
-			case '\\': out += "\\\\"; break;
-			case '\n': out += "\\n"; break;
-			case '\r': out += "\\r"; break;
-			case '\t': out += "\\t"; break;
-			case '\b': out += "\\b"; break;
-			case '\f': out += "\\f"; break;
-			default:
-				if (c < 0x20) {
-					static constexpr char kHex[] = "0123456789abcdef";
-					out += "\\u00";
-					out += kHex[c >> 4];
-					out += kHex[c & 0xF];
-				} else {
-					out += static_cast<char>(c);
-				}
+		// Runs of bytes that are written as they are go in at once.
+		size_t run = i;
+		while (run < text.size()) {
+			const auto c = static_cast<unsigned char>(text[run]);
+			if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+				++run;
+				continue;
 			}
-			++i;
-			continue;
+			const size_t n = c >= 0x80 ? validSequence(text.substr(run)) : 0;
+			if (n == 0)
+				break;
+			run += n;
 		}
-		size_t n = validSequence(text.substr(i));
-		if (n == 0) {
-			out += kReplacement;
-			++i;
-			continue;
+		out.append(text.substr(i, run - i));
+		i = run;
+		if (i == text.size())
+			break;
+		const auto c = static_cast<unsigned char>(text[i++]);
+		switch (c) {
+		case '"': out += "\\\""; break;
+		case '\\': out += "\\\\"; break;
+		case '\n': out += "\\n"; break;
+		case '\r': out += "\\r"; break;
+		case '\t': out += "\\t"; break;
+		case '\b': out += "\\b"; break;
+		case '\f': out += "\\f"; break;
+		default:
+			if (c < 0x20) {
+				static constexpr char kHex[] = "0123456789abcdef";
+				out += "\\u00";
+				out += kHex[c >> 4];
+				out += kHex[c & 0xF];
+			} else {
+				out += kReplacement; // not valid UTF-8 here
+			}
 		}
-		out.append(text.substr(i, n));
-		i += n;
 	}
 	out += '"';
 }

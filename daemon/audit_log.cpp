@@ -10,7 +10,6 @@
 
 #include <systemd/sd-journal.h>
 
-#include "common/audit_chain.h"
 #include "common/json_rpc.h"
 #include "common/log.h"
 #include "common/rfc3339.h"
@@ -92,17 +91,17 @@ Result<void> AuditLog::recover()
 	return {};
 }
 
-const nlohmann::json &AuditLog::append(nlohmann::json record)
+const std::string &AuditLog::append(AuditRecord record)
 {
 	if (!record.contains("v"))
-		record["v"] = 1;
+		record.setNumber("v", 1);
 	if (!record.contains("ts"))
-		record["ts"] = rfc3339(std::chrono::system_clock::now(), TimePrecision::Micros);
-	prev_ = sealAuditRecord(record, ++seq_, prev_);
-	pending_ += rpc::dumpJson(record);
+		record.setString("ts", rfc3339(std::chrono::system_clock::now(), TimePrecision::Micros));
+	last_ = record.seal(++seq_, prev_);
+	prev_ = record.text("hash");
+	pending_ += last_;
 	pending_ += '\n';
 	journal(record);
-	last_ = std::move(record);
 
 	if (pending_.size() >= kAuditBatchBytes) {
 		if (auto r = flush(); !r)
@@ -192,16 +191,11 @@ bool AuditLog::journalReachable()
 	return journalReachable_;
 }
 
-void AuditLog::journal(const nlohmann::json &r)
+void AuditLog::journal(const AuditRecord &r)
 {
 	if (!journalReachable())
 		return;
-	auto text = [&](const char *key) -> std::string {
-		auto it = r.find(key);
-		if (it == r.end() || it->is_null())
-			return "";
-		return it->is_string() ? it->get<std::string>() : rpc::dumpJson(*it);
-	};
+	auto text = [&](const char *key) { return r.text(key); };
 	std::string message = text("action") + " " + text("kind") + " " + text("method") + " " + text("host") +
 			      text("path") + " rule=" + text("rule");
 	sd_journal_send(("MESSAGE=" + message).c_str(), "PRIORITY=6", "GVM_AUDIT=1",

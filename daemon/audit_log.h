@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/audit_chain.h"
 #include "common/loop.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -39,8 +40,9 @@ public:
 	~AuditLog();
 
 	// Seals the record (adds "v", "ts" if absent, "seq", "prev", "hash"),
-	// queues it for writing, mirrors it to the journal and returns it.
-	const nlohmann::json &append(nlohmann::json record);
+	// queues it for writing, mirrors it to the journal and returns its line
+	// (without the newline).
+	const std::string &append(AuditRecord record);
 
 	// Writes and syncs everything queued.
 	Result<void> flush();
@@ -57,7 +59,7 @@ public:
 private:
 	AuditLog(Loop &loop, std::string path, UniqueFd fd);
 	Result<void> recover();
-	void journal(const nlohmann::json &record);
+	void journal(const AuditRecord &record);
 	// Whether journald is there to take the copy (looked up at most once
 	// per kJournalRecheck).
 	bool journalReachable();
@@ -70,7 +72,7 @@ private:
 	std::string pending_;
 	uint64_t seq_ = 0;
 	std::string prev_;
-	nlohmann::json last_;
+	std::string last_;
 	std::chrono::steady_clock::time_point journalChecked_{};
 	bool journalReachable_ = true;
 };

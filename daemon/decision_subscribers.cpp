@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "common/audit_chain.h"
 
 namespace gvm::daemon {
 
@@ -21,19 +22,23 @@ void DecisionSubscribers::remove(uint64_t connectionId)
 	subscribers_.erase(connectionId);
 }
 
-void DecisionSubscribers::publish(const rpc::Json &record)
+void DecisionSubscribers::publish(uid_t owner, const std::string &sandbox, const std::string &recordLine)
 {
 	if (subscribers_.empty())
 		return;
-	const std::string line = rpc::encodeNotification("decision", {{"record", record}});
-	const rpc::Json &uid = record.contains("uid") ? record["uid"] : rpc::Json();
-	const rpc::Json &sandbox = record.contains("sandbox") ? record["sandbox"] : rpc::Json();
+	// The notification a worker sends gvmd, with the sealed record in it.
+	std::string line;
+	line.reserve(kDecisionLineHead.size() + recordLine.size() + kDecisionLineTail.size() + 1);
+	line += kDecisionLineHead;
+	line += recordLine;
+	line += kDecisionLineTail;
+	line += '\n';
 
 	// Who gets it is settled first: sending can close a connection, and
 	// a closing connection calls back into remove().
 	std::vector<uint64_t> targets;
 	for (const auto &[id, sub] : subscribers_) {
-		if (sub.uid != 0 && uid != sub.uid)
+		if (sub.uid != 0 && owner != sub.uid)
 			continue;
 		if (!sub.sandbox.empty() && sandbox != sub.sandbox)
 			continue;

@@ -29,9 +29,10 @@ public:
 	void remove(uint64_t connectionId);
 	size_t size() const { return subscribers_.size(); }
 
-	// Sends a sealed audit record, as a `decision` notification, to every
-	// subscriber allowed to see it.
-	void publish(const rpc::Json &record);
+	// Sends a sealed audit record (its line, as AuditLog::append returns
+	// it), as a `decision` notification, to every subscriber allowed to see
+	// a record of that owner and sandbox.
+	void publish(uid_t owner, const std::string &sandbox, const std::string &recordLine);
 
 private:
 	struct Subscriber {

@@ -496,7 +496,8 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	// listening sockets come with worker.configure.
 	WorkerProcess::Callbacks workerCallbacks{
 		[this, id](const std::string &method, rpc::Json &p) { onWorkerNotification(id, method, p); },
-		[this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); }};
+		[this, id](int64_t status, int sig) { onWorkerExit(id, status, sig); },
+		[this, id](AuditRecord &record) { onWorkerDecision(id, record); }};
 	std::unique_ptr<WorkerProcess> worker = takeSpareWorker();
 	if (worker) {
 		worker->setCallbacks(std::move(workerCallbacks));
@@ -849,20 +850,8 @@ void SandboxManager::onWorkerNotification(const std::string &id, const std::stri
 			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": a decision without a record, ignoring";
 			return;
 		}
-		rpc::Json record = std::move(*in);
-		// The chain fields and the time are gvmd's to set; the sandbox
-		// and owner are what gvmd knows, not what the worker says.
-		for (const char *key : {"v", "seq", "ts", "prev", "hash"})
-			record.erase(key);
-		record["sandbox"] = id;
-		record["uid"] = sandbox->uid();
-		if (!record.contains("policy"))
-			record["policy"] = sandbox->policy().name;
-		if (!record.contains("policy_sha256"))
-			record["policy_sha256"] = sandbox->policy().sha256;
-		sandbox->countDecision();
-		const rpc::Json &sealed = audit_.append(std::move(record));
-		subscribers_.publish(sealed);
+		AuditRecord record = AuditRecord::fromJson(*in);
+		onWorkerDecision(id, record);
 	} else if (method == "hold.pending") {
 		if (auto r = sandbox->addHold(params); !r)
 			GVM_LOG(Daemon, Warning) << "sandbox " << id << ": " << r.error().message() << ", ignoring";
@@ -874,6 +863,26 @@ void SandboxManager::onWorkerNotification(const std::string &id, const std::stri
 	} else {
 		GVM_LOG(Daemon, Debug) << "sandbox " << id << ": unknown worker notification '" << method << "', ignoring";
 	}
+}
+
+void SandboxManager::onWorkerDecision(const std::string &id, AuditRecord &record)
+{
+	Sandbox *sandbox = lookup(id);
+	if (!sandbox)
+		return;
+	// The chain fields and the time are gvmd's to set; the sandbox and
+	// owner are what gvmd knows, not what the worker says.
+	for (const char *key : {"v", "seq", "ts", "prev", "hash"})
+		record.erase(key);
+	record.setString("sandbox", id);
+	record.setNumber("uid", sandbox->uid());
+	if (!record.contains("policy"))
+		record.setString("policy", sandbox->policy().name);
+	if (!record.contains("policy_sha256"))
+		record.setString("policy_sha256", sandbox->policy().sha256);
+	sandbox->countDecision();
+	const std::string &line = audit_.append(std::move(record));
+	subscribers_.publish(sandbox->uid(), id, line);
 }
 
 void SandboxManager::onWorkerExit(const std::string &id, int64_t status, int sig)

@@ -105,6 +105,7 @@ private:
 	void onAgentExit(const std::string &id, int status, int signal);
 	// `params` is the notification's own, taken apart rather than copied.
 	void onWorkerNotification(const std::string &id, const std::string &method, rpc::Json &params);
+	void onWorkerDecision(const std::string &id, AuditRecord &record);
 	void onWorkerExit(const std::string &id, int64_t status, int signal);
 	// Fails a launch in progress with `error` and removes the sandbox.
 	void abortLaunch(const std::string &id, Error error);

@@ -126,6 +126,17 @@ void WorkerProcess::call(const std::string &method, const rpc::Json &params, Res
 
 void WorkerProcess::onLine(const std::string &line)
 {
+	// Decisions come with every request the agent makes: their record is
+	// read without building a JSON tree of the whole message.
+	const std::string_view text(line);
+	if (callbacks_.onDecision && text.starts_with(kDecisionLineHead) && text.ends_with(kDecisionLineTail)) {
+		auto record = AuditRecord::parseFlat(text.substr(
+			kDecisionLineHead.size(), text.size() - kDecisionLineHead.size() - kDecisionLineTail.size()));
+		if (record) {
+			callbacks_.onDecision(*record);
+			return;
+		}
+	}
 	auto in = rpc::decodeIncoming(line);
 	if (!in) {
 		GVM_LOG(Proxy, Warning) << "worker " << pid_ << ": " << in.error().message() << ", ignoring";

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/audit_chain.h"
 #include "common/json_rpc.h"
 #include "common/line_channel.h"
 #include "common/loop.h"
@@ -33,10 +34,14 @@ class WorkerProcess
 {
 public:
 	struct Callbacks {
-		// A notification from the worker (e.g. a decision to record).
+		// A notification from the worker.
 		std::function<void(const std::string &method, rpc::Json &params)> onNotification;
 		// The worker exited: its exit status, or the signal that ended it.
 		std::function<void(int64_t status, int signal)> onExit;
+		// A decision to record, read from a `decision` notification whose
+		// record is flat (as workers send them); any other decision
+		// notification goes to onNotification.
+		std::function<void(AuditRecord &record)> onDecision;
 	};
 	using ResponseHandler = std::function<void(Result<rpc::Json>)>;
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sys/socket.h>
 
+#include "common/audit_chain.h"
 #include "common/log.h"
 #include "daemon/proxy/connection.h"
 #include "daemon/proxy/dns_server.h"
@@ -199,12 +200,12 @@ void Proxy::reportRecord(std::string recordJson, Delivery delivery)
 		report(nlohmann::json::parse(recordJson, nullptr, false), delivery);
 		return;
 	}
-	static constexpr std::string_view kHead = "{\"jsonrpc\":\"2.0\",\"method\":\"decision\",\"params\":{\"record\":";
 	std::string line;
-	line.reserve(kHead.size() + recordJson.size() + 3);
-	line += kHead;
+	line.reserve(kDecisionLineHead.size() + recordJson.size() + kDecisionLineTail.size() + 1);
+	line += kDecisionLineHead;
 	line += recordJson;
-	line += "}}\n";
+	line += kDecisionLineTail;
+	line += '\n';
 	sendLine_(std::move(line), delivery);
 }
 

@@ -206,8 +206,8 @@ TEST_CASE("records reach the disk within the sync delay without an explicit flus
 	REQUIRE(loop);
 	auto log = daemon::AuditLog::open(**loop, dir.path() + "/audit");
 	REQUIRE(log);
-	(*log)->append(decision(1));
-	(*log)->append(decision(2));
+	(*log)->append(AuditRecord::fromJson(decision(1)));
+	(*log)->append(AuditRecord::fromJson(decision(2)));
 	// Nothing written yet: records are batched.
 	CHECK(readLines((*log)->path()).empty());
 

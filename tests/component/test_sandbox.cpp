@@ -822,9 +822,10 @@ TEST_CASE("a decision subscriber that stops reading is dropped; the others are n
 			fastBytes += static_cast<size_t>(n);
 	};
 	const rpc::Json record = {{"sandbox", "aaaa0000"}, {"uid", ::getuid()}, {"path", std::string(32 * 1024, 'p')}};
+	const std::string recordLine = rpc::dumpJson(record);
 	int published = 0;
 	for (; published < 200 && subscribers.size() == 3; ++published) {
-		subscribers.publish(record);
+		subscribers.publish(::getuid(), "aaaa0000", recordLine);
 		runLoopUntil(**loop, [] { return false; }, 5ms);
 		drainFast();
 	}
@@ -836,7 +837,7 @@ TEST_CASE("a decision subscriber that stops reading is dropped; the others are n
 
 	// `fast` got every record; `other` (another sandbox) none.
 	for (int i = 0; i < 3; ++i) {
-		subscribers.publish(record);
+		subscribers.publish(::getuid(), "aaaa0000", recordLine);
 		runLoopUntil(**loop, [] { return false; }, 5ms);
 		drainFast();
 	}

@@ -19,7 +19,7 @@ std::string writeAuditLog(const std::string &auditDir, const std::vector<nlohman
 	if (!log)
 		throw std::runtime_error(log.error().message());
 	for (const auto &record : records)
-		(*log)->append(record);
+		(*log)->append(AuditRecord::fromJson(record));
 	std::string path = (*log)->path();
 	log->reset(); // writes and syncs
 	return path;

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <limits>
+#include <random>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -486,4 +488,102 @@ TEST_CASE("audit records hash canonically, whatever order their keys were set in
 	AuditVerifyReport bad = verifyAuditLog(garbage);
 	CHECK(bad.status == AuditVerifyReport::Status::Broken);
 	CHECK(bad.line == 1);
+}
+
+namespace {
+
+// A random record: keys around "hash" in sort order, values of every
+// scalar kind, strings with escapes, multi-byte and (when `invalidUtf8`)
+// invalid UTF-8.
+nlohmann::json randomRecord(std::mt19937 &rng, bool invalidUtf8)
+{
+	static const std::vector<std::string> kKeys = {"action", "h", "ha", "hash2", "host", "i", "kind", "path",
+						       "prev", "seq", "ts", "zz", "a\"b", "\t", "caf\xc3\xa9", ""};
+	auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+	auto randomText = [&] {
+		static const std::string kPieces[] = {"x", "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "/",
+						      "\xc3\xa9", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xed\xa0\x80"};
+		const size_t valid = invalidUtf8 ? std::size(kPieces) : std::size(kPieces) - 3;
+		std::string text;
+		for (size_t n = pick(12); n > 0; --n)
+			text += kPieces[pick(valid)];
+		return text;
+	};
+	nlohmann::json record = nlohmann::json::object();
+	for (size_t n = pick(kKeys.size()); n > 0; --n) {
+		const std::string &key = kKeys[pick(kKeys.size())];
+		switch (pick(6)) {
+		case 0: record[key] = randomText(); break;
+		case 1: record[key] = -static_cast<int64_t>(pick(1000000)); break;
+		case 2: record[key] = std::numeric_limits<uint64_t>::max() - pick(3); break;
+		case 3: record[key] = pick(2) == 1; break;
+		case 4: record[key] = nullptr; break;
+		default: record[key] = pick(100000); break;
+		}
+	}
+	return record;
+}
+
+} // namespace
+
+TEST_CASE("an AuditRecord seals into exactly the line sealAuditRecord and dumpJson write", "[audit]")
+{
+	std::mt19937 rng(20261207);
+	std::string prev = kGenesisHash;
+	for (int i = 0; i < 3000; ++i) {
+		const bool invalidUtf8 = i % 2 == 1;
+		const nlohmann::json original = randomRecord(rng, invalidUtf8);
+		INFO(rpc::dumpJson(original));
+		const uint64_t seq = static_cast<uint64_t>(i) + 1;
+
+		nlohmann::json expected = original;
+		const std::string expectedHash = sealAuditRecord(expected, seq, prev);
+		AuditRecord fromTree = AuditRecord::fromJson(original);
+		CHECK(fromTree.seal(seq, prev) == rpc::dumpJson(expected));
+		CHECK(fromTree.text("hash") == expectedHash);
+
+		// The worker's text, read flat, seals as its parsed tree does.
+		const std::string text = rpc::dumpJson(original);
+		nlohmann::json parsed = nlohmann::json::parse(text);
+		sealAuditRecord(parsed, seq, prev);
+		auto flat = AuditRecord::parseFlat(text);
+		REQUIRE(flat);
+		CHECK(flat->seal(seq, prev) == rpc::dumpJson(parsed));
+		prev = expectedHash;
+	}
+}
+
+TEST_CASE("AuditRecord reads only flat objects, and edits keep the canonical order", "[audit]")
+{
+	for (std::string_view bad : {"", "[]", "\"x\"", "1", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":1.5}", "{\"a\":1e3}",
+				     "{\"a\":1", "{\"a\":1}x", "{\"a\":1}{}", "{\"a\":\"\xff\"}", "{\"a\":\"\\ud800\"}",
+				     "{a:1}", "{\"a\":99999999999999999999999}"}) {
+		INFO(bad);
+		CHECK_FALSE(AuditRecord::parseFlat(bad));
+	}
+
+	// A repeated key keeps its last value, as nlohmann's parser does.
+	auto dup = AuditRecord::parseFlat(R"({"b":1,"a":"x","b":"two","a":null})");
+	REQUIRE(dup);
+	CHECK(dup->text("b") == "two");
+	CHECK(dup->text("a") == "");
+	CHECK(dup->contains("a"));
+	CHECK_FALSE(dup->contains("c"));
+
+	auto r = AuditRecord::parseFlat(R"({"port":443,"host":"x.example","ok":true,"note":"a\"b"})");
+	REQUIRE(r);
+	CHECK(r->text("port") == "443");
+	CHECK(r->text("ok") == "true");
+	CHECK(r->text("note") == "a\"b");
+	r->erase("ok");
+	r->erase("absent");
+	r->setString("sandbox", "s1");
+	r->setNumber("uid", 1000);
+	r->setString("host", "y.example");
+	const std::string line = r->seal(1, kGenesisHash);
+	const std::string hash = r->text("hash");
+	CHECK(line == R"({"hash":")" + hash + R"(","host":"y.example","note":"a\"b","port":443,"prev":")" + kGenesisHash +
+			      R"(","sandbox":"s1","seq":1,"uid":1000})");
+	std::istringstream log(line + "\n");
+	CHECK(verifyAuditLog(log).status == AuditVerifyReport::Status::Intact);
 }
