@@ -26,6 +26,26 @@ inline std::string asciiUpper(std::string_view text)
 	return out;
 }
 
+// Whether a and b are equal but for ASCII case; allocates nothing (header
+// names are compared several times per request).
+inline bool asciiIEquals(std::string_view a, std::string_view b)
+{
+	if (a.size() != b.size())
+		return false;
+	for (size_t i = 0; i < a.size(); ++i) {
+		char x = a[i], y = b[i];
+		if (x == y)
+			continue;
+		if (x >= 'A' && x <= 'Z')
+			x = static_cast<char>(x - 'A' + 'a');
+		if (y >= 'A' && y <= 'Z')
+			y = static_cast<char>(y - 'A' + 'a');
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
 // The value of one hexadecimal digit, or -1.
 inline int hexDigitValue(char c)
 {

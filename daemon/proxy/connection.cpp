@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <strings.h>
 
 #include "common/json_rpc.h"
 #include "common/json_writer.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "daemon/proxy/client_hello.h"
 
 namespace gvm::proxy {
@@ -525,7 +525,7 @@ void Connection::decide()
 			agent_->write("HTTP/1.1 100 Continue\r\n\r\n");
 			x.head.expectContinue = false;
 			std::erase_if(x.head.headers, [](const Header &h) {
-				return h.name.size() == 6 && strncasecmp(h.name.c_str(), "expect", 6) == 0;
+				return asciiIEquals(h.name, "Expect");
 			});
 		}
 		x.parserResumed = true;
@@ -683,10 +683,8 @@ void Connection::onDialed(DialOutcome outcome)
 void Connection::sendRequest()
 {
 	Exchange &x = *exchange_;
-	RequestHead head = x.head;
 	// The upstream hop is kept alive for the pool whatever the agent said.
-	head.keepAlive = !head.isUpgrade();
-	auto serialized = serializeRequestHead(head);
+	auto serialized = serializeRequestHead(x.head, !x.head.isUpgrade());
 	if (!serialized) {
 		respondError(500, serialized.error().message());
 		return;
@@ -774,14 +772,12 @@ HeadAction Connection::onResponseHead(const ResponseHead &h)
 	Exchange &x = *exchange_;
 	x.status = h.status;
 	x.responseStarted = true;
-	ResponseHead out = h;
 	const bool upgrade = h.status == 101;
 	x.agentKeepAlive = x.agentKeepAlive && !agentEof_ && h.framing != BodyFraming::UntilClose && !upgrade &&
 			   !x.head.isUpgrade();
-	out.keepAlive = x.agentKeepAlive;
 	x.upstreamReusable = h.keepAlive && h.framing != BodyFraming::UntilClose && !upgrade;
 	x.responseChunked = h.framing == BodyFraming::Chunked && hasBody(x.head.method, h.status);
-	auto serialized = serializeResponseHead(out);
+	auto serialized = serializeResponseHead(h, x.agentKeepAlive);
 	if (!serialized) {
 		onUpstreamError(serialized.error().message());
 		return HeadAction::Pause;

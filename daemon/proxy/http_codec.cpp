@@ -46,11 +46,6 @@ bool isDigit(char c)
 }
 
 
-bool iequals(std::string_view a, std::string_view b)
-{
-	return a.size() == b.size() && asciiLower(a) == asciiLower(b);
-}
-
 std::string_view trimWhitespace(std::string_view s)
 {
 	while (!s.empty() && isWhitespace(s.front()))
@@ -78,12 +73,19 @@ std::vector<std::string_view> splitList(std::string_view value)
 
 bool listHasToken(const Headers &headers, std::string_view name, std::string_view token)
 {
+	// Walks the lists in place: this runs for every header forwarded.
 	for (const Header &h : headers) {
-		if (!iequals(h.name, name))
+		if (!asciiIEquals(h.name, name))
 			continue;
-		for (std::string_view item : splitList(h.value))
-			if (iequals(item, token))
+		for (std::string_view rest = h.value;;) {
+			const size_t comma = rest.find(',');
+			const std::string_view item = trimWhitespace(rest.substr(0, comma));
+			if (!item.empty() && asciiIEquals(item, token))
 				return true;
+			if (comma == std::string_view::npos)
+				break;
+			rest.remove_prefix(comma + 1);
+		}
 	}
 	return false;
 }
@@ -153,7 +155,7 @@ Result<bool> parseContentLength(const Headers &headers, uint64_t &length, int st
 {
 	bool seen = false;
 	for (const Header &h : headers) {
-		if (!iequals(h.name, "Content-Length"))
+		if (!asciiIEquals(h.name, "Content-Length"))
 			continue;
 		if (seen)
 			return fail(httpError(status, "repeated Content-Length"));
@@ -182,7 +184,7 @@ Result<bool> parseTransferEncoding(const Headers &headers, int badStatus, int un
 {
 	const Header *te = nullptr;
 	for (const Header &h : headers) {
-		if (!iequals(h.name, "Transfer-Encoding"))
+		if (!asciiIEquals(h.name, "Transfer-Encoding"))
 			continue;
 		if (te)
 			return fail(httpError(badStatus, "repeated Transfer-Encoding"));
@@ -193,11 +195,11 @@ Result<bool> parseTransferEncoding(const Headers &headers, int badStatus, int un
 	std::vector<std::string_view> codings = splitList(te->value);
 	if (codings.empty())
 		return fail(httpError(badStatus, "empty Transfer-Encoding"));
-	if (!iequals(codings.back(), "chunked"))
+	if (!asciiIEquals(codings.back(), "chunked"))
 		return fail(httpError(badStatus, "Transfer-Encoding does not end in chunked"));
 	if (codings.size() > 1) {
 		for (size_t i = 0; i + 1 < codings.size(); ++i)
-			if (iequals(codings[i], "chunked"))
+			if (asciiIEquals(codings[i], "chunked"))
 				return fail(httpError(badStatus, "chunked applied twice"));
 		return fail(httpError(unsupportedStatus, "unsupported transfer coding"));
 	}
@@ -286,7 +288,7 @@ Result<void> parseTarget(RequestHead &head)
 {
 	const std::string *hostHeader = nullptr;
 	for (const Header &h : head.headers) {
-		if (!iequals(h.name, "Host"))
+		if (!asciiIEquals(h.name, "Host"))
 			continue;
 		if (hostHeader)
 			return fail(httpError(400, "more than one Host header"));
@@ -449,7 +451,7 @@ Result<RequestHead> parseRequestHead(std::string_view raw)
 	head.upgrade = upgradeProtocol(head.version, head.headers);
 	if (head.version == HttpVersion::Http11) {
 		const std::string *expect = head.header("Expect");
-		head.expectContinue = expect && iequals(*expect, "100-continue");
+		head.expectContinue = expect && asciiIEquals(*expect, "100-continue");
 	}
 	if (head.isTunnel() && head.framing != BodyFraming::None &&
 	    !(head.framing == BodyFraming::ContentLength && head.contentLength == 0))
@@ -536,8 +538,8 @@ bool isHopByHop(std::string_view name, const Headers &headers, bool upgrading)
 		"TE", "Trailer", "Transfer-Encoding", "Upgrade",
 	};
 	for (std::string_view h : kHopByHop)
-		if (iequals(name, h))
-			return !(upgrading && iequals(name, "Upgrade"));
+		if (asciiIEquals(name, h))
+			return !(upgrading && asciiIEquals(name, "Upgrade"));
 	return listHasToken(headers, "Connection", name);
 }
 
@@ -612,14 +614,14 @@ const char *toString(TargetForm form)
 const std::string *findHeader(const Headers &headers, std::string_view name)
 {
 	for (const Header &h : headers)
-		if (iequals(h.name, name))
+		if (asciiIEquals(h.name, name))
 			return &h.value;
 	return nullptr;
 }
 
 bool RequestHead::isWebSocket() const
 {
-	return iequals(upgrade, "websocket");
+	return asciiIEquals(upgrade, "websocket");
 }
 
 // HeadReader
@@ -1217,7 +1219,7 @@ Result<void> ResponseParser::finish()
 
 // Serializers
 
-Result<std::string> serializeRequestHead(const RequestHead &head)
+Result<std::string> serializeRequestHead(const RequestHead &head, bool keepAlive)
 {
 	std::string out;
 	out.reserve(256);
@@ -1235,7 +1237,7 @@ Result<std::string> serializeRequestHead(const RequestHead &head)
 	out += ' ';
 	out += toString(head.version);
 	out += "\r\n";
-	for (char c : out.substr(0, out.size() - 2))
+	for (char c : std::string_view(out).substr(0, out.size() - 2))
 		if (isBadControl(static_cast<unsigned char>(c)) || static_cast<unsigned char>(c) >= 0x80)
 			return fail(httpError(500, "invalid request line"));
 	if (!head.header("Host") && !head.host.empty()) {
@@ -1247,14 +1249,15 @@ Result<std::string> serializeRequestHead(const RequestHead &head)
 	GVM_TRY_VOID(appendHeaders(out, head.headers, upgrading), "while serializing a request head");
 	if (head.framing == BodyFraming::Chunked)
 		out += "Transfer-Encoding: chunked\r\n";
-	appendConnection(out, head.version, head.keepAlive, upgrading);
+	appendConnection(out, head.version, keepAlive, upgrading);
 	out += "\r\n";
 	return out;
 }
 
-Result<std::string> serializeResponseHead(const ResponseHead &head)
+Result<std::string> serializeResponseHead(const ResponseHead &head, bool keepAlive)
 {
 	std::string out;
+	out.reserve(256);
 	out += toString(head.version);
 	out += ' ';
 	out += std::to_string(head.status);
@@ -1268,8 +1271,7 @@ Result<std::string> serializeResponseHead(const ResponseHead &head)
 	GVM_TRY_VOID(appendHeaders(out, head.headers, upgrading), "while serializing a response head");
 	if (head.framing == BodyFraming::Chunked)
 		out += "Transfer-Encoding: chunked\r\n";
-	bool keepAlive = head.keepAlive && head.framing != BodyFraming::UntilClose;
-	appendConnection(out, head.version, keepAlive, upgrading);
+	appendConnection(out, head.version, keepAlive && head.framing != BodyFraming::UntilClose, upgrading);
 	out += "\r\n";
 	return out;
 }

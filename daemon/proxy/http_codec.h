@@ -375,11 +375,21 @@ private:
 // Trailer, Transfer-Encoding, Upgrade), then "Transfer-Encoding: chunked"
 // for a chunked body and Connection as keepAlive / upgrade say. Fails (500)
 // on a name or value that could split the head (a caller-added header).
-Result<std::string> serializeRequestHead(const RequestHead &head);
+// keepAlive, when given, stands for head.keepAlive (the hop's own choice),
+// so the head need not be copied to change it.
+Result<std::string> serializeRequestHead(const RequestHead &head, bool keepAlive);
+inline Result<std::string> serializeRequestHead(const RequestHead &head)
+{
+	return serializeRequestHead(head, head.keepAlive);
+}
 
 // The response head for the agent hop, with the same hop-by-hop treatment;
 // framing UntilClose writes no length and "Connection: close".
-Result<std::string> serializeResponseHead(const ResponseHead &head);
+Result<std::string> serializeResponseHead(const ResponseHead &head, bool keepAlive);
+inline Result<std::string> serializeResponseHead(const ResponseHead &head)
+{
+	return serializeResponseHead(head, head.keepAlive);
+}
 
 // A complete small response (a denial): status line, Content-Type,
 // Content-Length, Connection (keep-alive or close) and the body.

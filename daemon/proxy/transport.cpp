@@ -260,11 +260,16 @@ void Transport::flushTls()
 		return;
 	const uint8_t *data = nullptr;
 	size_t len = 0;
-	if (BIO_mem_contents(wbio_, &data, &len) && len > 0) {
-		std::string out(reinterpret_cast<const char *>(data), len);
-		BIO_reset(wbio_);
-		writeRaw(std::move(out));
-	}
+	if (!BIO_mem_contents(wbio_, &data, &len) || len == 0)
+		return;
+	// Written straight from the BIO: only what the kernel does not take
+	// now is copied, to wait for its turn.
+	const std::string_view records(reinterpret_cast<const char *>(data), len);
+	const size_t written = state_ == State::Closed ? len : tryWrite(records);
+	std::string rest(records.substr(written));
+	BIO_reset(wbio_);
+	if (!rest.empty())
+		queueWrite(std::move(rest));
 }
 
 void Transport::startTlsServer(bssl::UniquePtr<SSL> ssl, std::string_view early,
@@ -343,21 +348,33 @@ void Transport::writeRaw(std::string data)
 {
 	if (state_ == State::Closed)
 		return;
-	auto *stream = reinterpret_cast<uv_stream_t *>(tcp_.get());
-	if (queued_ == 0) {
-		// Nothing queued: hand the bytes to the kernel now, without a
-		// write request (whose completion costs libuv an epoll_ctl).
-		uv_buf_t now = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
-		int n = uv_try_write(stream, &now, 1);
-		if (n > 0) {
-			bytesWritten_ += static_cast<uint64_t>(n);
-			if (static_cast<size_t>(n) == data.size())
-				return;
-			data.erase(0, static_cast<size_t>(n));
-		}
-		// On an error the write request below meets it again and
-		// reports it from its callback, never from inside write().
-	}
+	const size_t written = tryWrite(data);
+	if (written == data.size())
+		return;
+	data.erase(0, written);
+	queueWrite(std::move(data));
+}
+
+size_t Transport::tryWrite(std::string_view data)
+{
+	if (queued_ > 0 || data.empty())
+		return 0;
+	// Nothing queued: hand the bytes to the kernel now, without a write
+	// request (whose completion costs libuv an epoll_ctl). On an error
+	// the write request that follows meets it again and reports it from
+	// its callback, never from inside write().
+	uv_buf_t now = uv_buf_init(const_cast<char *>(data.data()), static_cast<unsigned>(data.size()));
+	int n = uv_try_write(reinterpret_cast<uv_stream_t *>(tcp_.get()), &now, 1);
+	if (n <= 0)
+		return 0;
+	bytesWritten_ += static_cast<uint64_t>(n);
+	return static_cast<size_t>(n);
+}
+
+void Transport::queueWrite(std::string data)
+{
+	if (state_ == State::Closed)
+		return;
 	auto *req = new WriteRequest;
 	req->data = std::move(data);
 	req->owner = alive_;

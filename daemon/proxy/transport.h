@@ -123,6 +123,11 @@ private:
 	void flushTls();
 	void writeNow(std::string_view data);
 	void writeRaw(std::string data);
+	// Hands as much of data to the kernel as it takes now, when nothing is
+	// queued before it; returns how much. Calls nothing back.
+	size_t tryWrite(std::string_view data);
+	// Queues data behind what is queued, with a libuv write request.
+	void queueWrite(std::string data);
 	void afterWrite(int status);
 	void fail(Error error);
 	void finishHandshake(Result<void> result);
