@@ -29,6 +29,8 @@ LineChannel::LineChannel(Loop &loop, UniqueFd fd, Callbacks callbacks, std::stri
 	poll_.get()->data = this;
 	uv_prepare_init(loop.get(), batchFlush_.get());
 	batchFlush_.get()->data = this;
+	uv_timer_init(loop.get(), batchTimer_.get());
+	batchTimer_.get()->data = this;
 	updatePoll();
 }
 
@@ -36,6 +38,7 @@ LineChannel::~LineChannel()
 {
 	poll_.close();
 	batchFlush_.close();
+	batchTimer_.close();
 }
 
 void LineChannel::setState(State state)
@@ -190,13 +193,31 @@ void LineChannel::send(std::string line, std::vector<UniqueFd> fds)
 
 void LineChannel::sendBatched(std::string line)
 {
-	if (!enqueue(line) || uv_is_active(batchFlush_.base()))
+	if (!enqueue(line) || uv_is_active(batchFlush_.base()) || uv_is_active(batchTimer_.base()))
 		return;
+	const uint64_t now = uv_now(batchTimer_.get()->loop);
+	const auto interval = static_cast<uint64_t>(batchInterval_.count());
+	if (lastBatchMs_ && now < *lastBatchMs_ + interval) {
+		uv_timer_start(
+			batchTimer_.get(),
+			[](uv_timer_t *t) {
+				if (auto *self = static_cast<LineChannel *>(t->data); self && self->state_ != State::Closed)
+					self->flushBatch();
+			},
+			*lastBatchMs_ + interval - now, 0);
+		return;
+	}
 	uv_prepare_start(batchFlush_.get(), [](uv_prepare_t *p) {
 		uv_prepare_stop(p);
 		if (auto *self = static_cast<LineChannel *>(p->data); self && self->state_ != State::Closed)
-			self->flush();
+			self->flushBatch();
 	});
+}
+
+void LineChannel::flushBatch()
+{
+	lastBatchMs_ = uv_now(batchTimer_.get()->loop);
+	flush();
 }
 
 void LineChannel::flush()
@@ -263,6 +284,7 @@ void LineChannel::close(const std::string &why)
 	uv_poll_stop(poll_.get());
 	pollEvents_ = 0;
 	uv_prepare_stop(batchFlush_.get());
+	uv_timer_stop(batchTimer_.get());
 	if (callbacks_.onClosed)
 		callbacks_.onClosed(why);
 }

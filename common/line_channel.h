@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,8 @@ namespace gvm {
 // Output a peer may leave unread before the channel gives up on it.
 inline constexpr size_t kMaxPendingOutputBytes = 8 * 1024 * 1024;
 inline constexpr size_t kReadChunkBytes = 64 * 1024;
+// Batched lines leave at most once per this interval (see sendBatched()).
+inline constexpr std::chrono::milliseconds kBatchInterval{2};
 
 // Newline-framed messages over a non-blocking unix stream socket, on the
 // loop: reads lines (at most rpc::kMaxMessageBytes each) together with any
@@ -54,10 +58,15 @@ public:
 	// Queues one encoded line (ending in '\n'). A peer over its output
 	// budget is disconnected.
 	void send(std::string line);
-	// Queues one line to be written with whatever else is queued in this
-	// pass of the loop, just before it waits again: many messages, one
-	// system call. Order with send() is kept.
+	// Queues one line to be written with whatever else is queued by then:
+	// just before the loop waits again, or, when a batch left less than
+	// the batch interval ago, once the interval is over. Many messages,
+	// one system call and one wake-up of the peer; a busy sender writes
+	// at most once per interval, a quiet one without delay. Order with
+	// send() is kept.
 	void sendBatched(std::string line);
+	// The batch interval; kBatchInterval unless changed.
+	void setBatchInterval(std::chrono::milliseconds interval) { batchInterval_ = interval; }
 	// Queues one line with descriptors attached to its first byte
 	// (SCM_RIGHTS; at most kMaxPassedFds). They close here once sent.
 	void send(std::string line, std::vector<UniqueFd> fds);
@@ -73,6 +82,7 @@ private:
 	void onReadable();
 	bool enqueue(std::string &line);
 	void flush();
+	void flushBatch();
 
 	UniqueFd fd_;
 	Callbacks callbacks_;
@@ -80,6 +90,9 @@ private:
 	State state_ = State::Open;
 	UvHandle<uv_poll_t> poll_;
 	UvHandle<uv_prepare_t> batchFlush_;
+	UvHandle<uv_timer_t> batchTimer_;
+	std::chrono::milliseconds batchInterval_ = kBatchInterval;
+	std::optional<uint64_t> lastBatchMs_; // loop time of the last batch
 	int pollEvents_ = 0;
 	rpc::LineFramer framer_;
 	std::string output_;

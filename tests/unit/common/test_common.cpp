@@ -350,6 +350,39 @@ TEST_CASE("LineChannel batches lines until the loop waits, and send() keeps the 
 	CHECK(seenAfterSend == "three\nfour\n");
 }
 
+TEST_CASE("LineChannel writes batches at most once per batch interval", "[line-channel]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	UniqueFd peer(sv[1]);
+	LineChannel channel(**loop, UniqueFd(sv[0]), {[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
+			    "test");
+	// Long enough that a slow machine's late timers cannot blur it.
+	channel.setBatchInterval(std::chrono::milliseconds(400));
+	std::string afterFirst, afterSecond, late;
+	Timer first(**loop, [&] { channel.sendBatched("one\n"); }); // after a quiet spell: before the loop waits
+	Timer second(**loop, [&] {
+		afterFirst = readAvailable(peer.get());
+		channel.sendBatched("two\n"); // within the interval: held
+		channel.sendBatched("three\n");
+	});
+	Timer check(**loop, [&] { afterSecond = readAvailable(peer.get()); });
+	Timer end(**loop, [&] {
+		late = readAvailable(peer.get());
+		channel.close();
+	});
+	first.start(1);
+	second.start(20);
+	check.start(120);
+	end.start(1000);
+	(*loop)->run();
+	CHECK(afterFirst == "one\n");
+	CHECK(afterSecond.empty());
+	CHECK(late == "two\nthree\n");
+}
+
 TEST_CASE("LineChannel passes descriptors with their line, whatever the reads merge", "[line-channel]")
 {
 	auto loop = Loop::create();
