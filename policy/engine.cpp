@@ -502,13 +502,19 @@ Decision CompiledEngine::evaluateTcp(std::string_view address, uint16_t port,
 Decision CompiledEngine::evaluateDns(std::string_view rawName, uint16_t qtype) const
 {
 	std::string name = canonicalHost(rawName);
-	if (name.size() > policy_.maxDnsNameLength)
-		return decision(ActionKind::Deny, "name is " + std::to_string(name.size()) +
-							  " characters, over the limit of " +
-							  std::to_string(policy_.maxDnsNameLength) + "; likely exfiltration");
-	if (const char *type = qtypeName(qtype); type && !dnsIndex_.lists(name))
-		return decision(ActionKind::Deny, std::string(type) + " query for " + name +
-							  ", which no rule lists; likely exfiltration");
+	if (name.size() > policy_.maxDnsNameLength) {
+		Decision d = decision(ActionKind::Deny, "name is " + std::to_string(name.size()) +
+								" characters, over the limit of " +
+								std::to_string(policy_.maxDnsNameLength) + "; likely exfiltration");
+		d.likelyExfiltration = true;
+		return d;
+	}
+	if (const char *type = qtypeName(qtype); type && !dnsIndex_.lists(name)) {
+		Decision d = decision(ActionKind::Deny,
+				      std::string(type) + " query for " + name + ", which no rule lists; likely exfiltration");
+		d.likelyExfiltration = true;
+		return d;
+	}
 	if (policy_.dnsResolve == DnsResolve::All)
 		return decision(ActionKind::Allow, "dns resolve: all");
 

@@ -97,6 +97,10 @@ struct Decision {
 	// inspects the body, so the caller buffers it (up to
 	// kBodyInspectionWindow) and evaluates again.
 	bool needsBody = false;
+	// For DNS: denied for the query's shape (a name over max_name_length,
+	// or TXT/NULL/ANY to a name no rule lists), which looks like data
+	// leaving through DNS; answered REFUSED rather than NXDOMAIN.
+	bool likelyExfiltration = false;
 
 	// What to enforce: in monitor mode everything is allowed.
 	ActionKind effective() const { return mode == Mode::Monitor ? ActionKind::Allow : action; }

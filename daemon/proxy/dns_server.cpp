@@ -29,9 +29,6 @@ constexpr int kAcceptBatch = 64;
 constexpr int kIdAttempts = 16;
 // How long a TCP client that half-closed may take to read its last answer.
 constexpr std::chrono::milliseconds kDnsTcpLinger{2000};
-// The engine's words for a denial about the query's shape (over-long name,
-// TXT/NULL/ANY to an unlisted name), see Engine::evaluateDns.
-constexpr std::string_view kExfiltrationMarker = "likely exfiltration";
 
 uint64_t toMs(std::chrono::milliseconds d)
 {
@@ -94,7 +91,7 @@ size_t prefixedLength(const std::string &buffer)
 bool isExfiltrationLike(uint16_t qtype, const policy::Decision &decision)
 {
 	return qtype == policy::kDnsTypeTxt || qtype == policy::kDnsTypeNull || qtype == policy::kDnsTypeAny ||
-	       decision.reason.find(kExfiltrationMarker) != std::string::npos;
+	       decision.likelyExfiltration;
 }
 
 } // namespace

@@ -203,6 +203,11 @@ TEST_CASE("defaults of a minimal policy", "[policy]")
 	CHECK(allow.engine->evaluateDns(std::string(120, 'a'), kDnsTypeA).action == ActionKind::Allow);
 	CHECK(allow.engine->evaluateDns(std::string(121, 'a'), kDnsTypeA).action == ActionKind::Deny);
 	CHECK(allow.engine->evaluateDns(std::string(120, 'a') + ".", kDnsTypeA).action == ActionKind::Allow);
+	// Denials for the query's shape say so; a plain default denial does not.
+	CHECK(allow.engine->evaluateDns(std::string(121, 'a'), kDnsTypeA).likelyExfiltration);
+	CHECK(engine.evaluateDns("example.com", kDnsTypeTxt).likelyExfiltration);
+	CHECK_FALSE(engine.evaluateDns("example.com", kDnsTypeA).likelyExfiltration);
+	CHECK_FALSE(allow.engine->evaluateDns(std::string(120, 'a'), kDnsTypeA).likelyExfiltration);
 }
 
 TEST_CASE("loadPolicyFile on an unreadable file", "[policy][errors]")
