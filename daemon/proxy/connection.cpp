@@ -474,12 +474,9 @@ void Connection::onConnect()
 	// either could be allowed, refuse it when nothing could.
 	policy::Decision tls = x.engine->evaluateTls(x.host, x.port);
 	bool monitor = tls.mode == policy::Mode::Monitor || proxy_.forceMonitor();
-	bool open = monitor || tls.needsRequest || tls.passthrough || tls.action != ActionKind::Deny;
-	if (!open) {
-		policy::Decision tcp = x.engine->evaluateTcp("", x.port, {x.host});
-		if (tcp.action != ActionKind::Deny && tcp.ruleIndex >= 0)
-			open = true;
-	}
+	policy::Decision tcp = x.engine->evaluateTcp("", x.port, {x.host});
+	connectMayBeRaw_ = tcp.action != ActionKind::Deny && tcp.ruleIndex >= 0;
+	bool open = monitor || tls.needsRequest || tls.passthrough || tls.action != ActionKind::Deny || connectMayBeRaw_;
 	if (!open) {
 		x.decision = tls;
 		x.recorded = ActionKind::Deny;
@@ -495,7 +492,8 @@ void Connection::onConnect()
 	exchange_.reset();
 	proxy_.loop().deleteLater(std::move(parser_));
 	setState(State::Classifying);
-	armTimer(kHeaderTimeout);
+	armTimer(connectMayBeRaw_ ? std::chrono::milliseconds(kServerFirstTimeout)
+				  : std::chrono::milliseconds(kHeaderTimeout));
 	again_ = true;
 }
 
@@ -1131,6 +1129,12 @@ void Connection::onTimeout()
 	case State::Classifying:
 		if (original_ && inbox_.empty() && connectHost_.empty()) {
 			startTransparentTcp();
+			return;
+		}
+		if (connectMayBeRaw_ && inbox_.empty()) {
+			// A silent CONNECT tunnel a tcp: rule may allow: raw
+			// TCP, decided and dialled without waiting for the agent.
+			startTunnel("tcp", true);
 			return;
 		}
 		close();

@@ -165,6 +165,9 @@ private:
 	// Where the agent said it goes (CONNECT host:port), and what TLS said.
 	std::string connectHost_;
 	uint16_t connectPort_ = 0;
+	// A tcp: rule may allow the CONNECT target: a tunnel the agent leaves
+	// silent is taken for a protocol whose server speaks first (SSH...).
+	bool connectMayBeRaw_ = false;
 	// Transparent: the destination the agent dialled; for raw TCP, the
 	// names the sandbox's DNS gave out for its address.
 	std::optional<Destination> original_;

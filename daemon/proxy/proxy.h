@@ -37,9 +37,10 @@ inline constexpr std::chrono::seconds kHeaderTimeout{10};
 inline constexpr std::chrono::minutes kTunnelIdleTimeout{30};
 // How long a closing connection may take to read our last bytes.
 inline constexpr std::chrono::seconds kLingerTimeout{5};
-// A redirected connection that sends nothing this long is taken for a
-// protocol where the server speaks first (SMTP, MySQL, FTP...): raw TCP,
-// decided and dialled without waiting for the agent.
+// A redirected connection, or a CONNECT tunnel that a tcp: rule may allow,
+// that sends nothing this long is taken for a protocol where the server
+// speaks first (SSH, SMTP, MySQL, FTP...): raw TCP, decided and dialled
+// without waiting for the agent.
 inline constexpr std::chrono::milliseconds kServerFirstTimeout{500};
 // Requests parked for approval at once; more are denied at once.
 inline constexpr size_t kMaxHeldRequests = 256;

@@ -132,23 +132,29 @@ std::string lower(std::string_view s)
 }
 
 // The raw TCP echo server: every byte back, one thread per connection.
+// argv: address, echo port, banner port, banner.
 constexpr char kEchoServer[] = R"PY(
 import socket, sys, threading
-def serve(c):
+def serve(c, banner):
     with c:
+        if banner:
+            c.sendall(banner)
         while True:
             data = c.recv(65536)
             if not data:
                 return
             c.sendall(data)
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(128)
-print(f"echo: listening on {sys.argv[1]}:{sys.argv[2]}", file=sys.stderr, flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+def listen(port, banner):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port))
+    s.listen(128)
+    print(f"echo: listening on {sys.argv[1]}:{port}", file=sys.stderr, flush=True)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c, banner), daemon=True).start()
+threading.Thread(target=listen, args=(int(sys.argv[3]), sys.argv[4].encode()), daemon=True).start()
+listen(int(sys.argv[2]), b"")
 )PY";
 
 } // namespace
@@ -571,16 +577,23 @@ Result<void> UpstreamNetns::startDnsmasq(const Options &options)
 Result<void> UpstreamNetns::startEcho(const Options &options)
 {
 	tcpEchoPort_ = options.tcpEchoPort;
-	auto process = spawn({findPython(options.python), "-c", kEchoServer, address_, std::to_string(tcpEchoPort_)},
+	tcpBannerPort_ = options.tcpBannerPort;
+	auto process = spawn({findPython(options.python), "-c", kEchoServer, address_, std::to_string(tcpEchoPort_),
+			      std::to_string(tcpBannerPort_), kTcpBanner},
 			     prefix() + "/echo.log");
 	if (!process)
 		return fail(std::move(process).error());
 	echo_ = std::move(*process);
-	bool ready = waitFor([&] { return !echo_->running() || acceptsConnections(address_, tcpEchoPort_); },
-			     options.startTimeout);
+	bool ready = waitFor(
+		[&] {
+			return !echo_->running() || (acceptsConnections(address_, tcpEchoPort_) &&
+						     acceptsConnections(address_, tcpBannerPort_));
+		},
+		options.startTimeout);
 	if (!echo_->running() || !ready)
 		return fail(Error::internal("the echo server does not accept connections on " + address_ + ":" +
-					    std::to_string(tcpEchoPort_) + ": " + tail(readFile(prefix() + "/echo.log"))));
+					    std::to_string(tcpEchoPort_) + " and :" + std::to_string(tcpBannerPort_) +
+					    ": " + tail(readFile(prefix() + "/echo.log"))));
 	return {};
 }
 

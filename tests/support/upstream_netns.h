@@ -25,6 +25,9 @@
 
 namespace gvm::test {
 
+// What the fixture's TCP server says first on its banner port.
+inline constexpr char kTcpBanner[] = "220 banner.gvm.test ready\r\n";
+
 // One query dnsmasq logged (--log-queries).
 struct DnsQueryLogEntry {
 	std::string type; // "A", "AAAA", "TXT", ...
@@ -54,7 +57,9 @@ struct DnsQueryLogEntry {
 //                subdomains) and Options::txtRecords, and logs every query
 //                (dnsQueries())
 //   TCP echo     on address():Options::tcpEchoPort, a python3 server that
-//                sends back every byte it receives
+//                sends back every byte it receives; on
+//                Options::tcpBannerPort the same server speaks first,
+//                kTcpBanner, as SSH and SMTP servers do
 //
 // The names mean nothing to the host's resolver: a test that wants the
 // worker's getaddrinfo() to find them maps them to address() with
@@ -72,6 +77,7 @@ public:
 		std::vector<std::string> names = {"allowed.gvm.test", "denied.gvm.test", "echo.gvm.test"};
 		std::vector<std::pair<std::string, std::string>> txtRecords = {{"txt.allowed.gvm.test", "governed txt"}};
 		uint16_t tcpEchoPort = 7000;
+		uint16_t tcpBannerPort = 7002;
 		std::string nginx = "/usr/sbin/nginx";
 		std::string dnsmasq = "/usr/sbin/dnsmasq";
 		std::string ip = "/usr/sbin/ip";
@@ -97,6 +103,7 @@ public:
 	std::string netnsPath() const;
 	pid_t holderPid() const { return holder_; }
 	uint16_t tcpEchoPort() const { return tcpEchoPort_; }
+	uint16_t tcpBannerPort() const { return tcpBannerPort_; }
 
 	// "https://<host><path>" (or http://), default ports; path starts with '/'.
 	static std::string url(std::string_view scheme, std::string_view host, std::string_view path = "/");
@@ -152,6 +159,7 @@ private:
 	std::string address_;
 	bool linkCreated_ = false;
 	uint16_t tcpEchoPort_ = 0;
+	uint16_t tcpBannerPort_ = 0;
 	uint16_t backendPort_ = 0;
 	std::unique_ptr<Process> backend_;
 	std::unique_ptr<Process> nginx_;

@@ -69,7 +69,7 @@ std::string policyText()
 	       "    hosts: [denied.gvm.test]\n"
 	       "    action: deny\n"
 	       "  - name: echo-service\n"
-	       "    tcp: {hosts: [echo.gvm.test], ports: [7000]}\n"
+	       "    tcp: {hosts: [echo.gvm.test], ports: [7000, 7002]}\n"
 	       "    action: allow\n";
 }
 
@@ -735,6 +735,55 @@ TEST_CASE("raw TCP: a tcp rule allows a port of a resolved name; other ports are
 	REQUIRE(lookup);
 	CHECK((*lookup)["action"] == "allow");
 	CHECK((*lookup)["rule"] == "echo-service");
+}
+
+TEST_CASE("raw TCP to a server that speaks first: its banner arrives unasked, through CONNECT and transparently",
+	  "[sandbox][system]")
+{
+	Harness h;
+	const std::string port = std::to_string(h.up->tcpBannerPort());
+	// The client sends nothing after the tunnel opens, as an SSH client
+	// waits for the server's greeting.
+	const std::string script = "import os, socket, urllib.parse\n"
+				   "def greeting(s):\n"
+				   "    s.settimeout(10)\n"
+				   "    data = b''\n"
+				   "    while not data.endswith(b'\\n'):\n"
+				   "        chunk = s.recv(4096)\n"
+				   "        if not chunk: break\n"
+				   "        data += chunk\n"
+				   "    return data.decode().strip()\n"
+				   "proxy = urllib.parse.urlsplit(os.environ['HTTPS_PROXY'])\n"
+				   "s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)\n"
+				   "s.sendall(b'CONNECT echo.gvm.test:" + port + " HTTP/1.1\\r\\nHost: echo.gvm.test\\r\\n\\r\\n')\n"
+				   "head = b''\n"
+				   "while not head.endswith(b'\\r\\n\\r\\n'):\n"
+				   "    chunk = s.recv(1)\n" // a byte at a time: the greeting stays unread
+				   "    if not chunk: break\n"
+				   "    head += chunk\n"
+				   "print(head.split(b'\\r\\n')[0].decode())\n"
+				   "print('connect', greeting(s))\n"
+				   "s.close()\n"
+				   "ip = socket.gethostbyname('echo.gvm.test')\n"
+				   "print('transparent', greeting(socket.create_connection((ip, " + port + "), timeout=10)))\n";
+	RunResult r = h.launch({kPython, "-c", script});
+	INFO(r.err << h.diagnostics());
+	REQUIRE(r.status == 0);
+	const std::string banner = std::string(kTcpBanner).substr(0, std::strlen(kTcpBanner) - 2);
+	CHECK(r.out == "HTTP/1.1 200 Connection established\nconnect " + banner + "\ntransparent " + banner + "\n");
+
+	for (const std::string &host : {std::string("echo.gvm.test"), h.up->address()}) {
+		INFO(host);
+		auto rec = h.record([&](const Json &x) {
+			return x.value("kind", "") == "tcp" && x.value("host", "") == host &&
+			       x.value("port", 0) == h.up->tcpBannerPort();
+		});
+		REQUIRE(rec);
+		CHECK((*rec)["action"] == "allow");
+		CHECK((*rec)["rule"] == "echo-service");
+		CHECK((*rec)["bytes_out"] == 0);
+		CHECK((*rec)["bytes_in"] == std::strlen(kTcpBanner));
+	}
 }
 
 TEST_CASE("the agent runs as the caller, without capabilities, in its own namespaces, without gvmd", "[sandbox][system]")
