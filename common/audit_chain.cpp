@@ -26,13 +26,8 @@ class FlatObjectReader
 {
 public:
 	using Json = nlohmann::json;
-	struct Member {
-		std::string key;
-		std::string value;
-		bool isString;
-	};
 
-	std::vector<Member> members;
+	std::vector<AuditRecord::Member> members;
 
 	bool null() { return value("null", false); }
 	bool boolean(bool b) { return value(b ? "true" : "false", false); }
@@ -74,7 +69,7 @@ private:
 std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
 {
 	FlatObjectReader reader;
-	if (json.empty() || json.front() != '{' || !nlohmann::json::sax_parse(json.begin(), json.end(), &reader))
+	if (!nlohmann::json::sax_parse(json.begin(), json.end(), &reader))
 		return std::nullopt;
 	// Sorted as nlohmann sorts object keys; for a repeated key the last
 	// value stays, as in nlohmann's parser.
@@ -86,7 +81,7 @@ std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
 		auto &m = reader.members[i];
 		if (i + 1 < reader.members.size() && reader.members[i + 1].key == m.key)
 			continue;
-		record.members_.push_back({std::move(m.key), std::move(m.value), m.isString});
+		record.members_.push_back(std::move(m));
 	}
 	return record;
 }
@@ -159,17 +154,20 @@ void AuditRecord::setNumber(std::string_view key, uint64_t value)
 	set(key, std::to_string(value), false);
 }
 
-std::string AuditRecord::serialize() const
+std::string AuditRecord::serialize(size_t mark, size_t *markOffset) const
 {
 	size_t size = 2;
 	for (const Member &m : members_)
 		size += m.key.size() + m.value.size() + 6;
 	std::string out;
-	out.reserve(size + size / 8);
+	out.reserve(size + size / 8 + 80); // and room for "hash" (76 bytes)
 	out += '{';
-	for (const Member &m : members_) {
-		if (out.size() > 1)
+	for (size_t i = 0; i < members_.size(); ++i) {
+		const Member &m = members_[i];
+		if (i > 0)
 			out += ',';
+		if (i == mark)
+			*markOffset = out.size();
 		appendJsonString(out, m.key);
 		out += ':';
 		if (m.isString)
@@ -177,6 +175,8 @@ std::string AuditRecord::serialize() const
 		else
 			out += m.value;
 	}
+	if (mark >= members_.size())
+		*markOffset = out.size();
 	out += '}';
 	return out;
 }
@@ -186,9 +186,32 @@ std::string AuditRecord::seal(uint64_t seq, const std::string &prev)
 	setNumber("seq", seq);
 	setString("prev", prev);
 	erase("hash");
-	// Without "hash", the serialisation is the canonical form.
-	setString("hash", sha256Hex(prev + serialize()));
-	return serialize();
+	// Without "hash", the serialisation is the canonical form; the line
+	// is the same text with "hash" put in its place in key order.
+	const auto at = findMember(members_, "hash");
+	const size_t index = static_cast<size_t>(at - members_.begin());
+	size_t offset = 0;
+	std::string line = serialize(index, &offset);
+	std::string hash = sha256Hex(prev + line);
+	std::string member = "\"hash\":\"" + hash + "\"";
+	if (index < members_.size())
+		member += ',';
+	else if (index > 0)
+		member.insert(0, 1, ',');
+	line.insert(offset, member);
+	members_.insert(at, Member{"hash", std::move(hash), true});
+	return line;
+}
+
+std::string decisionLine(std::string_view recordJson)
+{
+	std::string line;
+	line.reserve(kDecisionLineHead.size() + recordJson.size() + kDecisionLineTail.size() + 1);
+	line += kDecisionLineHead;
+	line += recordJson;
+	line += kDecisionLineTail;
+	line += '\n';
+	return line;
 }
 
 std::string canonicalAuditRecord(const nlohmann::json &record)

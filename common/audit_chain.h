@@ -33,6 +33,8 @@ std::string sealAuditRecord(nlohmann::json &record, uint64_t seq, const std::str
 // line: kDecisionLineHead, the record (a JSON object), kDecisionLineTail.
 inline constexpr std::string_view kDecisionLineHead = R"({"jsonrpc":"2.0","method":"decision","params":{"record":)";
 inline constexpr std::string_view kDecisionLineTail = "}}";
+// That line for one record's JSON text, newline included.
+std::string decisionLine(std::string_view recordJson);
 
 // One record as its members, kept sorted by key, for gvmd's writer: a
 // record is written for every request an agent makes, and this form is
@@ -42,6 +44,13 @@ inline constexpr std::string_view kDecisionLineTail = "}}";
 class AuditRecord
 {
 public:
+	// One member: its key and its value.
+	struct Member {
+		std::string key;
+		std::string value; // a string's own text, else its JSON text
+		bool isString = false;
+	};
+
 	// From JSON text that is one object whose values are all strings,
 	// integers, booleans or null (what workers send); nullopt for anything
 	// else, invalid JSON included. A repeated key keeps its last value.
@@ -63,14 +72,11 @@ public:
 	std::string seal(uint64_t seq, const std::string &prev);
 
 private:
-	struct Member {
-		std::string key;
-		std::string value; // a string's own text, else its JSON text
-		bool isString = false;
-	};
 	void set(std::string_view key, std::string value, bool isString);
-	// Compact JSON of the members, keys in order.
-	std::string serialize() const;
+	// Compact JSON of the members, keys in order; *markOffset is where
+	// the member at index mark starts (for mark == size, the closing
+	// brace).
+	std::string serialize(size_t mark, size_t *markOffset) const;
 
 	std::vector<Member> members_;
 };

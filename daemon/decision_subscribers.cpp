@@ -27,12 +27,7 @@ void DecisionSubscribers::publish(uid_t owner, const std::string &sandbox, const
 	if (subscribers_.empty())
 		return;
 	// The notification a worker sends gvmd, with the sealed record in it.
-	std::string line;
-	line.reserve(kDecisionLineHead.size() + recordLine.size() + kDecisionLineTail.size() + 1);
-	line += kDecisionLineHead;
-	line += recordLine;
-	line += kDecisionLineTail;
-	line += '\n';
+	const std::string line = decisionLine(recordLine);
 
 	// Who gets it is settled first: sending can close a connection, and
 	// a closing connection calls back into remove().

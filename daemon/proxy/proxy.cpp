@@ -200,13 +200,7 @@ void Proxy::reportRecord(std::string recordJson, Delivery delivery)
 		report(nlohmann::json::parse(recordJson, nullptr, false), delivery);
 		return;
 	}
-	std::string line;
-	line.reserve(kDecisionLineHead.size() + recordJson.size() + kDecisionLineTail.size() + 1);
-	line += kDecisionLineHead;
-	line += recordJson;
-	line += kDecisionLineTail;
-	line += '\n';
-	sendLine_(std::move(line), delivery);
+	sendLine_(decisionLine(recordJson), delivery);
 }
 
 void Proxy::notify(const std::string &method, nlohmann::json params, Delivery delivery)
