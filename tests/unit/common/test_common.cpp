@@ -317,17 +317,33 @@ std::string readAvailable(int fd)
 	}
 }
 
+// A LineChannel that only writes, on a socketpair whose other end (peer)
+// the test reads.
+struct WritingChannel {
+	UniqueFd peer;
+	std::unique_ptr<LineChannel> channel;
+};
+
+WritingChannel writingChannel(Loop &loop)
+{
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	WritingChannel out{UniqueFd(sv[1]), nullptr};
+	out.channel = std::make_unique<LineChannel>(
+		loop, UniqueFd(sv[0]), LineChannel::Callbacks{[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
+		"test");
+	return out;
+}
+
 } // namespace
 
 TEST_CASE("LineChannel batches lines until the loop waits, and send() keeps the order", "[line-channel]")
 {
 	auto loop = Loop::create();
 	REQUIRE(loop);
-	int sv[2];
-	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-	UniqueFd peer(sv[1]);
-	LineChannel channel(**loop, UniqueFd(sv[0]), {[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
-			    "test");
+	WritingChannel pair = writingChannel(**loop);
+	const UniqueFd &peer = pair.peer;
+	LineChannel &channel = *pair.channel;
 	std::string seenInCallback, seenAfterBatch, seenAfterSend;
 	Timer first(**loop, [&] {
 		channel.sendBatched("one\n");
@@ -354,11 +370,9 @@ TEST_CASE("LineChannel writes batches at most once per batch interval", "[line-c
 {
 	auto loop = Loop::create();
 	REQUIRE(loop);
-	int sv[2];
-	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-	UniqueFd peer(sv[1]);
-	LineChannel channel(**loop, UniqueFd(sv[0]), {[](const std::string &, std::vector<UniqueFd> &) {}, nullptr},
-			    "test");
+	WritingChannel pair = writingChannel(**loop);
+	const UniqueFd &peer = pair.peer;
+	LineChannel &channel = *pair.channel;
 	// Long enough that a slow machine's late timers cannot blur it.
 	channel.setBatchInterval(std::chrono::milliseconds(400));
 	std::string afterFirst, afterSecond, late;
