@@ -64,22 +64,168 @@ private:
 	std::string key_;
 };
 
+// Reads the plain form of what workers send, which needs no general
+// parser: one object whose keys and strings are printable ASCII without
+// escapes and whose values are such strings, integers of at most
+// kMaxPlainDigits digits, true, false or null. Anything else, valid or not,
+// is not plain: read() returns nullopt and nlohmann's parser decides.
+class PlainObjectReader
+{
+public:
+	explicit PlainObjectReader(std::string_view text) : text_(text) {}
+
+	std::optional<std::vector<AuditRecord::Member>> read()
+	{
+		std::vector<AuditRecord::Member> members;
+		members.reserve(24);
+		if (!skipTo('{'))
+			return std::nullopt;
+		++at_;
+		if (skipTo('}')) {
+			++at_;
+		} else {
+			for (;;) {
+				AuditRecord::Member m;
+				auto key = string();
+				if (!key || !skipTo(':'))
+					return std::nullopt;
+				++at_;
+				skipSpace();
+				if (!value(&m))
+					return std::nullopt;
+				m.key = *key;
+				m.plain = true;
+				members.push_back(std::move(m));
+				skipSpace();
+				if (at_ < text_.size() && text_[at_] == ',') {
+					++at_;
+					continue;
+				}
+				if (at_ < text_.size() && text_[at_] == '}') {
+					++at_;
+					break;
+				}
+				return std::nullopt;
+			}
+		}
+		skipSpace();
+		if (at_ != text_.size())
+			return std::nullopt;
+		return members;
+	}
+
+private:
+	// Longer integers may not fit 64 bits; nlohmann's parser decides them.
+	static constexpr size_t kMaxPlainDigits = 18;
+
+	void skipSpace()
+	{
+		while (at_ < text_.size() &&
+		       (text_[at_] == ' ' || text_[at_] == '\t' || text_[at_] == '\n' || text_[at_] == '\r'))
+			++at_;
+	}
+
+	bool skipTo(char c)
+	{
+		skipSpace();
+		return at_ < text_.size() && text_[at_] == c;
+	}
+
+	std::optional<std::string_view> string()
+	{
+		if (!skipTo('"'))
+			return std::nullopt;
+		const size_t start = ++at_;
+		for (; at_ < text_.size(); ++at_) {
+			const auto c = static_cast<unsigned char>(text_[at_]);
+			if (c == '"')
+				return text_.substr(start, at_++ - start);
+			if (c < 0x20 || c >= 0x80 || c == '\\')
+				return std::nullopt;
+		}
+		return std::nullopt;
+	}
+
+	bool literal(std::string_view word, AuditRecord::Member *m)
+	{
+		if (text_.substr(at_, word.size()) != word)
+			return false;
+		at_ += word.size();
+		m->value = word;
+		return true;
+	}
+
+	bool value(AuditRecord::Member *m)
+	{
+		if (at_ >= text_.size())
+			return false;
+		switch (text_[at_]) {
+		case '"': {
+			auto s = string();
+			if (!s)
+				return false;
+			m->value = *s;
+			m->isString = true;
+			return true;
+		}
+		case 't': return literal("true", m);
+		case 'f': return literal("false", m);
+		case 'n': return literal("null", m);
+		default: return integer(m);
+		}
+	}
+
+	// -?(0|[1-9][0-9]*), with nothing after it that would make it a
+	// fraction; "-0" is left to nlohmann (it reads as 0).
+	bool integer(AuditRecord::Member *m)
+	{
+		const size_t start = at_;
+		if (text_[at_] == '-')
+			++at_;
+		const size_t digits = at_;
+		while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9')
+			++at_;
+		const size_t count = at_ - digits;
+		if (count == 0 || count > kMaxPlainDigits || (text_[digits] == '0' && (count > 1 || digits > start)))
+			return false;
+		if (at_ < text_.size() && (text_[at_] == '.' || text_[at_] == 'e' || text_[at_] == 'E'))
+			return false;
+		m->value = text_.substr(start, at_ - start);
+		return true;
+	}
+
+	std::string_view text_;
+	size_t at_ = 0;
+};
+
 } // namespace
 
 std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
 {
-	FlatObjectReader reader;
-	if (!nlohmann::json::sax_parse(json.begin(), json.end(), &reader))
-		return std::nullopt;
+	auto members = PlainObjectReader(json).read();
+	if (!members) {
+		FlatObjectReader reader;
+		if (!nlohmann::json::sax_parse(json.begin(), json.end(), &reader))
+			return std::nullopt;
+		members = std::move(reader.members);
+	}
+	AuditRecord record;
+	const auto keyOrder = [](const Member &a, const Member &b) { return a.key < b.key; };
+	// Workers send their keys sorted and once each.
+	if (std::adjacent_find(members->begin(), members->end(), [](const Member &a, const Member &b) {
+		    return a.key >= b.key;
+	    }) == members->end()) {
+		record.members_ = std::move(*members);
+		record.members_.reserve(record.members_.size() + 8);
+		return record;
+	}
 	// Sorted as nlohmann sorts object keys; for a repeated key the last
 	// value stays, as in nlohmann's parser.
-	std::stable_sort(reader.members.begin(), reader.members.end(),
-			 [](const auto &a, const auto &b) { return a.key < b.key; });
-	AuditRecord record;
-	record.members_.reserve(reader.members.size() + 8);
-	for (size_t i = 0; i < reader.members.size(); ++i) {
-		auto &m = reader.members[i];
-		if (i + 1 < reader.members.size() && reader.members[i + 1].key == m.key)
+	std::stable_sort(members->begin(), members->end(), keyOrder);
+	record.members_.reserve(members->size() + 8);
+	for (size_t i = 0; i < members->size(); ++i) {
+		auto &m = (*members)[i];
+		if (i + 1 < members->size() && (*members)[i + 1].key == m.key)
 			continue;
 		record.members_.push_back(std::move(m));
 	}
@@ -139,6 +285,7 @@ void AuditRecord::set(std::string_view key, std::string value, bool isString)
 	if (it != members_.end() && it->key == key) {
 		it->value = std::move(value);
 		it->isString = isString;
+		it->plain = false; // the new value may need escaping
 		return;
 	}
 	members_.insert(it, Member{std::string(key), std::move(value), isString});
@@ -168,6 +315,19 @@ std::string AuditRecord::serialize(size_t mark, size_t *markOffset) const
 			out += ',';
 		if (i == mark)
 			*markOffset = out.size();
+		if (m.plain) {
+			out += '"';
+			out += m.key;
+			out += "\":";
+			if (m.isString) {
+				out += '"';
+				out += m.value;
+				out += '"';
+			} else {
+				out += m.value;
+			}
+			continue;
+		}
 		appendJsonString(out, m.key);
 		out += ':';
 		if (m.isString)
@@ -192,7 +352,7 @@ std::string AuditRecord::seal(uint64_t seq, const std::string &prev)
 	const size_t index = static_cast<size_t>(at - members_.begin());
 	size_t offset = 0;
 	std::string line = serialize(index, &offset);
-	std::string hash = sha256Hex(prev + line);
+	std::string hash = sha256Hex(prev, line);
 	std::string member = "\"hash\":\"" + hash + "\"";
 	if (index < members_.size())
 		member += ',';
@@ -228,7 +388,7 @@ std::string sealAuditRecord(nlohmann::json &record, uint64_t seq, const std::str
 	record["prev"] = prev;
 	record.erase("hash");
 	// Without "hash", the record's dump is its canonical form.
-	std::string hash = sha256Hex(prev + rpc::dumpJson(record));
+	std::string hash = sha256Hex(prev, rpc::dumpJson(record));
 	record["hash"] = hash;
 	return hash;
 }
@@ -280,7 +440,7 @@ AuditVerifyReport verifyAuditLog(std::istream &in)
 		const std::string &prev = r["prev"].get_ref<const std::string &>();
 		const std::string &hash = r["hash"].get_ref<const std::string &>();
 		const uint64_t seq = r["seq"].get<uint64_t>();
-		if (sha256Hex(prev + canonicalAuditRecord(r)) != hash)
+		if (sha256Hex(prev, canonicalAuditRecord(r)) != hash)
 			return broken("record " + std::to_string(seq) + " was modified: its hash does not match its content");
 		if (prev != report.lastHash)
 			return broken("record " + std::to_string(seq) + " does not follow record " +

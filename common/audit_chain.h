@@ -49,6 +49,9 @@ public:
 		std::string key;
 		std::string value; // a string's own text, else its JSON text
 		bool isString = false;
+		// The key and value are printable ASCII without quotes or
+		// backslashes: written as they are, without escaping.
+		bool plain = false;
 	};
 
 	// From JSON text that is one object whose values are all strings,

@@ -1078,26 +1078,27 @@ void Connection::report(Proxy::Delivery delivery)
 	x.reported = true;
 	auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - x.started);
 	bool monitor = x.decision.mode == policy::Mode::Monitor || proxy_.forceMonitor();
-	// Written straight as JSON text: one record per request.
+	// Written straight as JSON text: one record per request. The keys
+	// are in sorted order, which spares gvmd sorting them.
 	std::string record;
 	record.reserve(512);
 	JsonObjectWriter w(record);
-	w.string("kind", x.kind)
-		.string("method", x.kind == "http" ? std::string_view(x.head.method) : std::string_view())
-		.string("host", x.host)
-		.number("port", x.port)
-		.string("path", x.path)
-		.string("rule", x.decision.rule)
-		.string("action", policy::toString(x.recorded))
-		.string("mode", monitor ? "monitor" : "enforce")
-		.number("status", x.status)
-		.number("bytes_out", static_cast<int64_t>(x.bytesOut))
+	w.string("action", policy::toString(x.recorded))
 		.number("bytes_in", static_cast<int64_t>(x.bytesIn))
+		.number("bytes_out", static_cast<int64_t>(x.bytesOut))
+		.string("host", x.host)
+		.string("kind", x.kind)
 		.number("latency_us", latency.count())
+		.string("method", x.kind == "http" ? std::string_view(x.head.method) : std::string_view())
+		.string("mode", monitor ? "monitor" : "enforce")
+		.string("path", x.path)
+		.string("policy", x.engine ? std::string_view(x.engine->name()) : std::string_view())
+		.string("policy_sha256", x.engine ? std::string_view(x.engine->sha256()) : std::string_view())
+		.number("port", x.port)
 		.string("reason", x.reason)
 		.string("request_id", x.requestId)
-		.string("policy", x.engine ? std::string_view(x.engine->name()) : std::string_view())
-		.string("policy_sha256", x.engine ? std::string_view(x.engine->sha256()) : std::string_view());
+		.string("rule", x.decision.rule)
+		.number("status", x.status);
 	w.close();
 	proxy_.reportRecord(std::move(record), delivery);
 }

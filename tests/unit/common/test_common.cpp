@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <set>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 #include "common/line_channel.h"
 #include "common/loop.h"
 #include "common/result.h"
+#include "common/rfc3339.h"
 #include "common/scope_exit.h"
 #include "common/sha256.h"
 #include "common/unique_fd.h"
@@ -504,6 +506,21 @@ TEST_CASE("parseUrl splits what policies match on", "[url]")
 	CHECK_FALSE(parseUrl("http://ho st/"));
 }
 
+TEST_CASE("rfc3339 writes UTC times, to the second or the microsecond", "[time]")
+{
+	using namespace std::chrono;
+	const system_clock::time_point t{microseconds(1234567890123456LL)};
+	CHECK(rfc3339(t, TimePrecision::Micros) == "2009-02-13T23:31:30.123456Z");
+	CHECK(rfc3339(t, TimePrecision::Seconds) == "2009-02-13T23:31:30Z");
+	// The same second again (formatted once), then the next one.
+	CHECK(rfc3339(t + microseconds(7), TimePrecision::Micros) == "2009-02-13T23:31:30.123463Z");
+	CHECK(rfc3339(t + microseconds(876544), TimePrecision::Micros) == "2009-02-13T23:31:31.000000Z");
+	CHECK(rfc3339(t + hours(24 * 366), TimePrecision::Micros) == "2010-02-14T23:31:30.123456Z");
+	CHECK(rfc3339(system_clock::time_point{microseconds(-500000)}, TimePrecision::Micros) ==
+	      "1969-12-31T23:59:59.500000Z");
+	CHECK(rfc3339(system_clock::time_point{}, TimePrecision::Seconds) == "1970-01-01T00:00:00Z");
+}
+
 TEST_CASE("audit records hash canonically, whatever order their keys were set in", "[audit]")
 {
 	nlohmann::json a = {{"host", "x.example"}, {"action", "deny"}, {"hash", "ignored"}};
@@ -600,6 +617,60 @@ TEST_CASE("an AuditRecord seals into exactly the line sealAuditRecord and dumpJs
 	}
 }
 
+TEST_CASE("AuditRecord::parseFlat accepts exactly what nlohmann reads as a flat object, with the same content", "[audit]")
+{
+	// Keys and values near the plain form's edges: escapes, non-ASCII,
+	// raw control bytes, leading zeros, "-0", 18 to 20 digits, fractions,
+	// cut-off literals, nesting; separators with JSON and non-JSON space.
+	static const std::vector<std::string> kKeys = {"\"a\"",	  "\"b\"",     "\"host\"", "\"a\\\"b\"", "\"caf\xc3\xa9\"",
+						       "\"\\u0041\"", "\"\x01\"", "\"\"",     "\"hash\"",   "a",
+						       "\"x"};
+	static const std::vector<std::string> kValues = {
+		"\"x\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"\xc3\xa9\"", "\"\xff\"", "\"\x7f\"", "\"\x01\"", "\"\\ud800\"",
+		"0", "-0", "01", "-5", "-05", "123456789012345678", "-123456789012345678", "1234567890123456789",
+		"18446744073709551615", "18446744073709551616", "-9223372036854775808", "1.5", "1e3", "1E3", "-", "true",
+		"false", "null", "tru", "nul", "truex", "[]", "{}", "\"x"};
+	static const std::vector<std::string> kSpace = {"", "", "", " ", "\t", "\n", "\r", " \n ", "\f"};
+	std::mt19937 rng(20261207);
+	auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+	auto space = [&] { return kSpace[pick(kSpace.size())]; };
+	// Values nlohmann reads as a fraction or a container.
+	static const std::set<std::string> kNotFlat = {"18446744073709551616", "1.5", "1e3", "1E3", "[]", "{}"};
+	size_t plainAccepted = 0;
+	for (int i = 0; i < 5000; ++i) {
+		// Mostly plain texts (known-good keys and values), some anything.
+		const bool plainOnly = i % 3 != 0;
+		std::string text = space() + "{" + space();
+		bool anyNotFlat = false; // also for a key that is repeated later
+		for (size_t n = pick(6), k = 0; k < n; ++k) {
+			if (k > 0)
+				text += space() + "," + space();
+			text += plainOnly ? kKeys[pick(3)] : kKeys[pick(kKeys.size())];
+			text += space() + ":" + space();
+			const std::string &value = plainOnly
+							   ? kValues[std::vector<size_t>{0, 8, 11, 13, 14, 23, 24, 25}[pick(8)]]
+							   : kValues[pick(kValues.size())];
+			anyNotFlat = anyNotFlat || kNotFlat.contains(value);
+			text += value;
+		}
+		text += space() + "}" + space();
+		if (pick(20) == 0)
+			text += "x";
+		INFO(text);
+
+		const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+		const bool flat = !parsed.is_discarded() && parsed.is_object() && !anyNotFlat;
+		auto record = AuditRecord::parseFlat(text);
+		REQUIRE(record.has_value() == flat);
+		if (!flat)
+			continue;
+		plainAccepted += plainOnly;
+		AuditRecord expected = AuditRecord::fromJson(parsed);
+		CHECK(record->seal(1, kGenesisHash) == expected.seal(1, kGenesisHash));
+	}
+	CHECK(plainAccepted > 500); // the plain form was read many times
+}
+
 TEST_CASE("AuditRecord reads only flat objects, and edits keep the canonical order", "[audit]")
 {
 	for (std::string_view bad : {"", "[]", "\"x\"", "1", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":1.5}", "{\"a\":1e3}",
@@ -633,4 +704,13 @@ TEST_CASE("AuditRecord reads only flat objects, and edits keep the canonical ord
 			      R"(","sandbox":"s1","seq":1,"uid":1000})");
 	std::istringstream log(line + "\n");
 	CHECK(verifyAuditLog(log).status == AuditVerifyReport::Status::Intact);
+
+	// A member read as plain text and then given a value that needs
+	// escaping is written escaped.
+	auto plain = AuditRecord::parseFlat(R"({"host":"x.example","port":443})");
+	REQUIRE(plain);
+	plain->setString("host", "q\"uote\n\xff");
+	nlohmann::json tree = {{"host", "q\"uote\n\xff"}, {"port", 443}};
+	sealAuditRecord(tree, 1, kGenesisHash);
+	CHECK(plain->seal(1, kGenesisHash) == rpc::dumpJson(tree));
 }
