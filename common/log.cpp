@@ -4,17 +4,17 @@
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
+#include <sys/uio.h>
 #include <syslog.h>
 #include <unistd.h>
 #include <vector>
-
-#include <systemd/sd-journal.h>
 
 namespace gvm::log {
 
 namespace {
 
 std::atomic<Level> gThreshold{Level::Info};
+std::atomic<JournalSender> gJournalSender{nullptr};
 
 int syslogPriority(Level level)
 {
@@ -74,6 +74,7 @@ bool parseLevel(std::string_view text, Level *out)
 	return false;
 }
 
+void setJournalSender(JournalSender sender) { gJournalSender.store(sender); }
 void setThreshold(Level level) { gThreshold.store(level); }
 Level threshold() { return gThreshold.load(); }
 
@@ -91,7 +92,8 @@ Message &Message::field(std::string_view name, std::string_view value)
 Message::~Message()
 {
 	const std::string text = stream_.str();
-	if (toJournal()) {
+	const JournalSender sendToJournal = gJournalSender.load();
+	if (sendToJournal && toJournal()) {
 		std::vector<std::string> items = {
 			"MESSAGE=" + text,
 			"PRIORITY=" + std::to_string(syslogPriority(level_)),
@@ -109,7 +111,7 @@ Message::~Message()
 		iov.reserve(items.size());
 		for (auto &item : items)
 			iov.push_back({item.data(), item.size()});
-		if (sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0)
+		if (sendToJournal(iov.data(), static_cast<int>(iov.size())))
 			return;
 	}
 	std::string line;

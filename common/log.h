@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+struct iovec;
+
 namespace gvm::log {
 
 enum class Level { Debug, Info, Notice, Warning, Error };
@@ -17,6 +19,13 @@ const char *toString(Category category);
 // Parses "debug", "info", "notice", "warning" or "error".
 bool parseLevel(std::string_view text, Level *out);
 
+// Sends one message's journal fields ("NAME=value" each) to the journal;
+// true when the journal took it (sd_journal_sendv's contract).
+using JournalSender = bool (*)(const struct iovec *fields, int count);
+// Installed by programs that log to the journal (common/journal_log.h), so
+// that the proxy worker, which never does, does not load libsystemd.
+void setJournalSender(JournalSender sender);
+
 // Process-wide threshold; messages below it are dropped before formatting.
 void setThreshold(Level level);
 Level threshold();
@@ -24,7 +33,7 @@ inline bool enabled(Level level) { return level >= threshold(); }
 
 // One log line, emitted when the object is destroyed: to the journal (with
 // GVM_CATEGORY= and any extra GVM_* fields) when stderr is connected to it
-// ($JOURNAL_STREAM), else to stderr.
+// ($JOURNAL_STREAM) and a JournalSender is installed, else to stderr.
 class Message
 {
 public:

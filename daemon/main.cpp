@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "common/journal_log.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/options.h"
@@ -11,6 +12,7 @@
 int main(int argc, char **argv)
 {
 	using namespace gvm;
+	log::useJournal();
 	std::vector<std::string> args(argv + 1, argv + argc);
 	auto options = daemon::parseOptions(args);
 	if (!options) {
