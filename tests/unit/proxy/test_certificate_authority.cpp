@@ -4,6 +4,7 @@
 #include <ctime>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -18,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "daemon/proxy/certificate_authority.h"
+#include "daemon/proxy/tls_context.h"
 
 using gvm::proxy::CertificateAuthority;
 using gvm::proxy::LeafCertificate;
@@ -462,6 +464,8 @@ int selectLeaf(SSL *ssl, void *arg)
 	return useLeaf(ssl, **leaf, *server->ca) ? 1 : 0;
 }
 
+HandshakeResult handshake(ServerSide server, bssl::UniquePtr<SSL> clientSsl, SSL_CTX *serverCtx);
+
 // A TLS handshake between two SSL objects over a BIO pair. The client trusts
 // only clientRoot and checks hostname; the server mints its leaf from server.
 HandshakeResult handshake(ServerSide server, X509 *clientRoot, const std::string &hostname, uint16_t version,
@@ -475,16 +479,10 @@ HandshakeResult handshake(ServerSide server, X509 *clientRoot, const std::string
 		REQUIRE(SSL_CTX_set_min_proto_version(ctx, version) == 1);
 		REQUIRE(SSL_CTX_set_max_proto_version(ctx, version) == 1);
 	}
-	SSL_CTX_set_cert_cb(serverCtx.get(), selectLeaf, &server);
 	SSL_CTX_set_verify(clientCtx.get(), SSL_VERIFY_PEER, nullptr);
 	REQUIRE(X509_STORE_add_cert(SSL_CTX_get_cert_store(clientCtx.get()), clientRoot) == 1);
-
-	bssl::UniquePtr<SSL> serverSsl(SSL_new(serverCtx.get()));
 	bssl::UniquePtr<SSL> clientSsl(SSL_new(clientCtx.get()));
-	REQUIRE(serverSsl);
 	REQUIRE(clientSsl);
-	SSL_set_accept_state(serverSsl.get());
-	SSL_set_connect_state(clientSsl.get());
 	if (isIp) {
 		// No SNI for an IP literal (RFC 6066); the client checks the iPAddress SAN.
 		REQUIRE(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(clientSsl.get()), hostname.c_str()) == 1);
@@ -492,6 +490,23 @@ HandshakeResult handshake(ServerSide server, X509 *clientRoot, const std::string
 		REQUIRE(SSL_set_tlsext_host_name(clientSsl.get(), hostname.c_str()) == 1);
 		REQUIRE(SSL_set1_host(clientSsl.get(), hostname.c_str()) == 1);
 	}
+	return handshake(server, std::move(clientSsl), serverCtx.get());
+}
+
+// The same with a client session made elsewhere (the worker's UpstreamTls).
+HandshakeResult handshake(ServerSide server, bssl::UniquePtr<SSL> clientSsl, SSL_CTX *serverCtx)
+{
+	bssl::UniquePtr<SSL_CTX> ownCtx;
+	if (!serverCtx) {
+		ownCtx.reset(SSL_CTX_new(TLS_method()));
+		REQUIRE(ownCtx);
+		serverCtx = ownCtx.get();
+	}
+	SSL_CTX_set_cert_cb(serverCtx, selectLeaf, &server);
+	bssl::UniquePtr<SSL> serverSsl(SSL_new(serverCtx));
+	REQUIRE(serverSsl);
+	SSL_set_accept_state(serverSsl.get());
+	SSL_set_connect_state(clientSsl.get());
 
 	BIO *clientBio = nullptr;
 	BIO *serverBio = nullptr;
@@ -568,5 +583,114 @@ TEST_CASE("TLS handshake with a minted leaf", "[tls]")
 		CHECK_FALSE(result.ok);
 		// useLeaf sends the CA along, so the client sees an untrusted self-signed root.
 		CHECK(result.verifyResult == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN);
+	}
+}
+
+namespace {
+
+// A self-signed root, or (with an issuer) a CA certificate for `subject`'s
+// name and `key` signed by that issuer: enough to put a trusted certificate
+// that is not self-signed into a bundle.
+bssl::UniquePtr<X509> caCertificate(X509_NAME *subject, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuerKey)
+{
+	bssl::UniquePtr<X509> cert(X509_new());
+	REQUIRE(cert);
+	REQUIRE(X509_set_version(cert.get(), X509_VERSION_3));
+	REQUIRE(ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 7));
+	REQUIRE(X509_set_subject_name(cert.get(), subject));
+	REQUIRE(X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : subject));
+	REQUIRE(X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600));
+	REQUIRE(X509_gmtime_adj(X509_getm_notAfter(cert.get()), 86400));
+	REQUIRE(X509_set_pubkey(cert.get(), key));
+	bssl::UniquePtr<X509_EXTENSION> ca(X509V3_EXT_nconf_nid(nullptr, nullptr, NID_basic_constraints, "critical,CA:TRUE"));
+	REQUIRE(ca);
+	REQUIRE(X509_add_ext(cert.get(), ca.get(), -1));
+	REQUIRE(X509_sign(cert.get(), issuerKey ? issuerKey : key, EVP_sha256()));
+	return cert;
+}
+
+std::string pemOf(X509 *cert)
+{
+	bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+	REQUIRE(PEM_write_bio_X509(bio.get(), cert));
+	const uint8_t *data = nullptr;
+	size_t length = 0;
+	REQUIRE(BIO_mem_contents(bio.get(), &data, &length));
+	return std::string(reinterpret_cast<const char *>(data), length);
+}
+
+} // namespace
+
+TEST_CASE("UpstreamTls parses only the trusted certificates a peer's chain reaches", "[tls][upstream]")
+{
+	using gvm::proxy::UpstreamTls;
+	std::vector<std::unique_ptr<CertificateAuthority>> cas;
+	std::string bundle;
+	for (int i = 0; i < 12; ++i) {
+		cas.push_back(makeCa("bundle-" + std::to_string(i)));
+		bundle += cas.back()->certificatePem();
+	}
+	auto made = UpstreamTls::create(bundle + cas[3]->certificatePem(), "");
+	REQUIRE(made);
+	UpstreamTls &tls = *made;
+	CHECK(tls.trustedCount() == 12); // the repeated one counts once
+	CHECK(tls.parsedCount() == 0);
+
+	auto session = [&](const std::string &host) {
+		auto ssl = tls.newSession(host);
+		REQUIRE(ssl);
+		return std::move(*ssl);
+	};
+	auto ok = handshake({cas[7].get(), ""}, session("api.example.com"), nullptr);
+	CHECK(ok.ok);
+	CHECK(ok.verifyResult == X509_V_OK);
+	CHECK(tls.parsedCount() == 1);
+	CHECK(handshake({cas[7].get(), ""}, session("api.example.com"), nullptr).ok);
+	CHECK(handshake({cas[11].get(), ""}, session("other.example.com"), nullptr).ok);
+	CHECK(tls.parsedCount() == 2);
+
+	// Still checked: the name, and a CA outside the bundle.
+	auto wrongName = handshake({cas[7].get(), "api.example.com"}, session("www.example.com"), nullptr);
+	CHECK_FALSE(wrongName.ok);
+	CHECK(wrongName.verifyResult == X509_V_ERR_HOSTNAME_MISMATCH);
+	auto outsider = makeCa("outsider");
+	auto untrusted = handshake({outsider.get(), ""}, session("api.example.com"), nullptr);
+	CHECK_FALSE(untrusted.ok);
+	CHECK(untrusted.verifyResult == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN);
+	CHECK(tls.parsedCount() == 2);
+
+	// --upstream-ca takes the same path.
+	auto extra = UpstreamTls::create("", outsider->certificatePem());
+	REQUIRE(extra);
+	auto extraSsl = extra->newSession("api.example.com");
+	REQUIRE(extraSsl);
+	CHECK(handshake({outsider.get(), ""}, std::move(*extraSsl), nullptr).ok);
+	CHECK(extra->parsedCount() == 1);
+
+	SECTION("a trusted certificate that is not self-signed brings its issuer")
+	{
+		// The bundle holds a root and, issued by it, a CA certificate with
+		// the outsider's name and key (a cross-signature), but not the
+		// outsider's own self-signed certificate.
+		bssl::UniquePtr<EVP_PKEY> rootKey(EVP_PKEY_new());
+		bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+		REQUIRE(EC_KEY_generate_key(ec.get()));
+		REQUIRE(EVP_PKEY_assign_EC_KEY(rootKey.get(), ec.release()));
+		bssl::UniquePtr<X509_NAME> rootName(X509_NAME_new());
+		REQUIRE(X509_NAME_add_entry_by_txt(rootName.get(), "CN", MBSTRING_ASC,
+						   reinterpret_cast<const uint8_t *>("cross root"), -1, -1, 0));
+		auto root = caCertificate(rootName.get(), rootKey.get(), nullptr, nullptr);
+		bssl::UniquePtr<EVP_PKEY> outsiderKey(X509_get_pubkey(outsider->certificate()));
+		auto cross = caCertificate(X509_get_subject_name(outsider->certificate()), outsiderKey.get(), root.get(),
+					   rootKey.get());
+
+		auto crossTls = UpstreamTls::create(bundle + pemOf(cross.get()) + pemOf(root.get()), "");
+		REQUIRE(crossTls);
+		auto ssl = crossTls->newSession("api.example.com");
+		REQUIRE(ssl);
+		auto crossed = handshake({outsider.get(), ""}, std::move(*ssl), nullptr);
+		CHECK(crossed.ok);
+		CHECK(crossed.verifyResult == X509_V_OK);
+		CHECK(crossTls->parsedCount() == 2); // the cross-signed certificate and its root
 	}
 }
