@@ -130,6 +130,8 @@ Result<void> parseFieldLine(std::string_view line, Headers &out, int status)
 
 // Fields a request or response head usually has (browsers send 10 to 20).
 constexpr size_t kTypicalHeaderCount = 16;
+// Room a head reader takes at once for a new head, not grown line by line.
+constexpr size_t kTypicalHeadBytes = 1024;
 
 // Splits a head (which the HeadReader proved to be CRLF lines ending in an
 // empty line) into the first line and validated fields.
@@ -638,6 +640,8 @@ void HeadReader::reset()
 
 Result<size_t> HeadReader::feed(std::string_view data)
 {
+	if (buf_.capacity() < kTypicalHeadBytes && !data.empty())
+		buf_.reserve(kTypicalHeadBytes);
 	for (size_t i = 0; i < data.size(); ++i) {
 		if (lines_ > 0) {
 			// A field line: taken up to its LF (or the end of data) at
