@@ -109,8 +109,9 @@ public:
 	size_t size() const { return anchors_.size(); }
 	size_t parsed() const { return parsed_; }
 
-	// The verify callback: puts the issuers the chain can reach into the
-	// store, then verifies as OpenSSL's X509_verify_cert does.
+	// The verify callback: puts the trusted issuers the peer's chain can
+	// reach into the store, then runs X509_verify_cert, as BoringSSL does
+	// without a callback.
 	static int verify(X509_STORE_CTX *ctx, void *arg)
 	{
 		auto *self = static_cast<TrustAnchors *>(arg);
