@@ -2,6 +2,7 @@
 #include "common/audit_chain.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "common/json_rpc.h"
 #include "common/json_writer.h"
@@ -212,9 +213,7 @@ std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
 	AuditRecord record;
 	const auto keyOrder = [](const Member &a, const Member &b) { return a.key < b.key; };
 	// Workers send their keys sorted and once each.
-	if (std::adjacent_find(members->begin(), members->end(), [](const Member &a, const Member &b) {
-		    return a.key >= b.key;
-	    }) == members->end()) {
+	if (std::adjacent_find(members->begin(), members->end(), std::not_fn(keyOrder)) == members->end()) {
 		record.members_ = std::move(*members);
 		record.members_.reserve(record.members_.size() + 8);
 		return record;
