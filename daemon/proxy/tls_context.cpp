@@ -6,7 +6,6 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
-#include <set>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -86,22 +85,25 @@ public:
 				return fail(Error(ErrorDomain::Ssl, 0,
 						  std::string("encoding a certificate from ") + source + ": " + sslErrorString()));
 			bssl::UniquePtr<uint8_t> owned(der);
-			const std::string_view bytes(reinterpret_cast<const char *>(der), static_cast<size_t>(length));
-			// The host store and the extra CAs may share certificates.
-			if (!seen_.insert(std::string(bytes)).second)
-				continue;
 			anchors_.push_back({static_cast<uint32_t>(X509_NAME_hash(X509_get_subject_name(cert.get()))),
-					    der_.size(), bytes.size()});
-			der_.append(bytes);
+					    der_.size(), static_cast<size_t>(length)});
+			der_.append(reinterpret_cast<const char *>(der), static_cast<size_t>(length));
 		}
 	}
 
-	// After the last addPem: sorts the index and frees what only loading needed.
+	// After the last addPem: sorts the index and drops repeated
+	// certificates (the host store and the extra CAs may share some).
 	void seal()
 	{
-		std::sort(anchors_.begin(), anchors_.end(),
-			  [](const Anchor &a, const Anchor &b) { return a.subjectHash < b.subjectHash; });
-		std::set<std::string>().swap(seen_);
+		const auto bytes = [this](const Anchor &a) { return std::string_view(der_).substr(a.offset, a.length); };
+		std::sort(anchors_.begin(), anchors_.end(), [&](const Anchor &a, const Anchor &b) {
+			return a.subjectHash != b.subjectHash ? a.subjectHash < b.subjectHash : bytes(a) < bytes(b);
+		});
+		anchors_.erase(std::unique(anchors_.begin(), anchors_.end(),
+					   [&](const Anchor &a, const Anchor &b) {
+						   return a.subjectHash == b.subjectHash && bytes(a) == bytes(b);
+					   }),
+			       anchors_.end());
 		der_.shrink_to_fit();
 		anchors_.shrink_to_fit();
 	}
@@ -157,7 +159,6 @@ private:
 
 	std::vector<Anchor> anchors_;
 	std::string der_;
-	std::set<std::string> seen_;
 	size_t parsed_ = 0;
 };
 
