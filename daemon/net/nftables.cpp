@@ -106,10 +106,18 @@ std::string sandboxRuleset()
 	       "    meta nfproto ipv4 udp dport 53 accept\n"
 	       "    counter name \"" + counter + "\" drop\n"
 	       "  }\n"
+	       // What reaches the agent: TCP segments other than a
+	       // connection request (a SYN without ACK), DNS answers and
+	       // ICMP errors; the rest is dropped and counted. Decided
+	       // without connection tracking, so the namespace runs none:
+	       // only the host is at the other end of eth0, as nothing is
+	       // routed to or from a sandbox.
 	       "  chain input {\n"
 	       "    type filter hook input priority filter; policy drop;\n"
 	       "    iif \"lo\" accept\n"
-	       "    ct state established,related accept\n"
+	       "    meta nfproto ipv4 tcp flags & (syn | ack) != syn accept\n"
+	       "    meta nfproto ipv4 udp sport 53 accept\n"
+	       "    meta nfproto ipv4 icmp type { destination-unreachable, time-exceeded, parameter-problem } accept\n"
 	       "    counter name \"dropped_input\" drop\n"
 	       "  }\n"
 	       "}\n";

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <map>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -127,16 +128,7 @@ public:
 	Agent launch(const std::string &policy, const std::vector<std::string> &argv, Caller caller = Caller::Root,
 		     std::chrono::milliseconds timeout = std::chrono::seconds(90))
 	{
-		std::vector<std::string> args;
-		if (caller == Caller::Nobody)
-			args = {"/usr/bin/setpriv", "--reuid=" + std::to_string(kNobody),
-				"--regid=" + std::to_string(kNogroup), "--groups=" + std::to_string(socketGroup)};
-		// A working directory every caller may enter.
-		args.insert(args.end(), {"/usr/bin/env", "-C", dir.path(), binaryFromEnv("GVM_GVMCTL"), "--socket", socket,
-					 "launch", "--policy", policy, "--", "/bin/sh", "-c",
-					 "echo \"sandbox=$GVM_SANDBOX\"; exec \"$@\"", "sh"});
-		args.insert(args.end(), argv.begin(), argv.end());
-		RunResult r = run(args, {}, timeout);
+		RunResult r = run(launchArgs(policy, argv, caller), {}, timeout);
 		Agent a{r.status, r.out, r.err, {}, {}};
 		std::istringstream in(r.out);
 		for (std::string line; std::getline(in, line);)
@@ -144,6 +136,12 @@ public:
 				a.kv[line.substr(0, eq)] = line.substr(eq + 1);
 		a.sandbox = a.kv["sandbox"];
 		return a;
+	}
+
+	// The same launch, left running, its output going to logFile.
+	Child start(const std::string &policy, const std::vector<std::string> &argv, const std::string &logFile)
+	{
+		return Child::start(launchArgs(policy, argv, Caller::Root), {}, logFile);
 	}
 
 	std::vector<Json> audit()
@@ -192,6 +190,22 @@ public:
 	}
 
 	std::string log() { return readFile(dir.path() + "/gvmd.log"); }
+
+private:
+	std::vector<std::string> launchArgs(const std::string &policy, const std::vector<std::string> &argv,
+					    Caller caller)
+	{
+		std::vector<std::string> args;
+		if (caller == Caller::Nobody)
+			args = {"/usr/bin/setpriv", "--reuid=" + std::to_string(kNobody),
+				"--regid=" + std::to_string(kNogroup), "--groups=" + std::to_string(socketGroup)};
+		// A working directory every caller may enter.
+		args.insert(args.end(), {"/usr/bin/env", "-C", dir.path(), binaryFromEnv("GVM_GVMCTL"), "--socket", socket,
+					 "launch", "--policy", policy, "--", "/bin/sh", "-c",
+					 "echo \"sandbox=$GVM_SANDBOX\"; exec \"$@\"", "sh"});
+		args.insert(args.end(), argv.begin(), argv.end());
+		return args;
+	}
 };
 
 Gvmd &gvmd()
@@ -725,6 +739,64 @@ TEST_CASE("host services on the veth address are unreachable", "[bypass][system]
 	CHECK_THAT(routes, Catch::StartsWith("default via " + host + " dev eth0"));
 	CHECK(std::count(routes.begin(), routes.end(), ';') == 2);
 	CHECK_THAT(routes, Catch::Contains("/30 dev eth0 proto kernel scope link"));
+}
+
+TEST_CASE("nothing on the host opens a connection to the agent or sends it a datagram", "[bypass][system]")
+{
+	Gvmd &d = gvmd();
+	// The agent listens on TCP and UDP on every address, says where, and
+	// reports whatever arrives within its window.
+	std::string py = "t = socket.socket(); t.bind(('0.0.0.0', 0)); t.listen(8); t.setblocking(False)\n"
+			 "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 0))\n"
+			 "u.setblocking(False)\n"
+			 "probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); probe.connect((proxy_host, 9))\n"
+			 "report('addr', probe.getsockname()[0])\n"
+			 "report('tcpport', t.getsockname()[1]); report('udpport', u.getsockname()[1])\n"
+			 "import select\n"
+			 "got = []\n"
+			 "end = time.time() + 8\n"
+			 "while time.time() < end:\n"
+			 "    r, _, _ = select.select([t, u], [], [], 0.2)\n"
+			 "    if t in r: got.append('tcp'); t.accept()\n"
+			 "    if u in r: got.append('udp'); u.recvfrom(100)\n"
+			 "report('inbound', ','.join(got) or 'none')\n";
+	const std::string logFile = d.dir.path() + "/inbound.out";
+	Child agent = d.start(d.denyPolicy, python(py), logFile);
+	std::map<std::string, std::string> kv;
+	auto readKv = [&] {
+		std::istringstream in(readFile(logFile));
+		for (std::string line; std::getline(in, line);)
+			if (auto eq = line.find('='); eq != std::string::npos && eq > 0)
+				kv[line.substr(0, eq)] = line.substr(eq + 1);
+		return kv.contains("udpport");
+	};
+	REQUIRE(waitFor(readKv, std::chrono::seconds(30)));
+	INFO(readFile(logFile));
+	sockaddr_in to{};
+	to.sin_family = AF_INET;
+	REQUIRE(::inet_pton(AF_INET, kv["addr"].c_str(), &to.sin_addr) == 1);
+
+	// A connection from the host: its SYN is dropped, so it never
+	// completes (a reset would prove the packet reached the agent's stack).
+	UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	REQUIRE(tcp.isValid());
+	to.sin_port = htons(static_cast<uint16_t>(std::stoi(kv["tcpport"])));
+	int rc = ::connect(tcp.get(), reinterpret_cast<sockaddr *>(&to), sizeof(to));
+	CHECK((rc < 0 && errno == EINPROGRESS));
+	pollfd pfd{tcp.get(), POLLOUT, 0};
+	CHECK(::poll(&pfd, 1, 2000) == 0); // neither connected nor refused
+
+	// A datagram from an ordinary port.
+	UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	REQUIRE(udp.isValid());
+	to.sin_port = htons(static_cast<uint16_t>(std::stoi(kv["udpport"])));
+	CHECK(::sendto(udp.get(), "x", 1, 0, reinterpret_cast<sockaddr *>(&to), sizeof(to)) == 1);
+
+	auto status = agent.wait(std::chrono::seconds(30));
+	REQUIRE(status);
+	CHECK(*status == 0);
+	readKv();
+	CHECK(kv["inbound"] == "none");
 }
 
 TEST_CASE("cloud metadata (169.254.169.254) is refused and the reason names link-local", "[bypass][system]")
