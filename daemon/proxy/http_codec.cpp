@@ -2,6 +2,7 @@
 #include "daemon/proxy/http_codec.h"
 
 #include <algorithm>
+#include <array>
 #include <string>
 #include <utility>
 
@@ -533,7 +534,54 @@ Result<void> crossCheck(const HttpParserDriver &driver, BodyFraming framing, uin
 	return {};
 }
 
-bool isHopByHop(std::string_view name, const Headers &headers, bool upgrading)
+// The tokens of a head's Connection headers, gathered once for the check
+// of every header forwarded; a head with more than kMaxGathered is checked
+// by walking its lists.
+class ConnectionTokens
+{
+public:
+	explicit ConnectionTokens(const Headers &headers) : headers_(headers)
+	{
+		for (const Header &h : headers) {
+			if (!asciiIEquals(h.name, "Connection"))
+				continue;
+			for (std::string_view rest = h.value;;) {
+				const size_t comma = rest.find(',');
+				const std::string_view item = trimWhitespace(rest.substr(0, comma));
+				if (!item.empty()) {
+					if (count_ == tokens_.size()) {
+						overflow_ = true;
+						return;
+					}
+					tokens_[count_++] = item;
+				}
+				if (comma == std::string_view::npos)
+					break;
+				rest.remove_prefix(comma + 1);
+			}
+		}
+	}
+
+	bool contains(std::string_view name) const
+	{
+		if (overflow_)
+			return listHasToken(headers_, "Connection", name);
+		for (size_t i = 0; i < count_; ++i)
+			if (asciiIEquals(tokens_[i], name))
+				return true;
+		return false;
+	}
+
+private:
+	static constexpr size_t kMaxGathered = 16;
+
+	const Headers &headers_;
+	std::array<std::string_view, kMaxGathered> tokens_;
+	size_t count_ = 0;
+	bool overflow_ = false;
+};
+
+bool isHopByHop(std::string_view name, const ConnectionTokens &connection, bool upgrading)
 {
 	static constexpr std::string_view kHopByHop[] = {
 		"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
@@ -542,13 +590,14 @@ bool isHopByHop(std::string_view name, const Headers &headers, bool upgrading)
 	for (std::string_view h : kHopByHop)
 		if (asciiIEquals(name, h))
 			return !(upgrading && asciiIEquals(name, "Upgrade"));
-	return listHasToken(headers, "Connection", name);
+	return connection.contains(name);
 }
 
 Result<void> appendHeaders(std::string &out, const Headers &headers, bool upgrading)
 {
+	const ConnectionTokens connection(headers);
 	for (const Header &h : headers) {
-		if (isHopByHop(h.name, headers, upgrading))
+		if (isHopByHop(h.name, connection, upgrading))
 			continue;
 		if (h.name.empty())
 			return fail(httpError(500, "empty header name"));

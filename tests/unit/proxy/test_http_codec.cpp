@@ -581,6 +581,22 @@ TEST_CASE("response heads and denials round-trip", "[http][serialize]")
 	s = serializeResponseHead(up);
 	REQUIRE(s);
 	CHECK(s->find("Connection: close\r\n") != std::string::npos);
+
+	// Every Connection header counts, its tokens in any case, however many
+	// (16 of them, keep-alive and x-LATE included, are gathered at once).
+	for (int tokens : {2, 14, 15, 40}) {
+		INFO(tokens);
+		std::string list;
+		for (int i = 0; i < tokens; ++i)
+			list += (i ? ", " : "") + std::string("x-filler-") + std::to_string(i);
+		ResponseHead many = parseResponse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nX-Early: 1\r\n"
+						  "Connection: " + list + " ,, x-LATE\r\nX-Late: 2\r\nX-Kept: 3\r\n"
+						  "Content-Length: 0\r\n\r\n",
+						  "GET", nullptr);
+		auto out = serializeResponseHead(many);
+		REQUIRE(out);
+		CHECK(*out == "HTTP/1.1 200 OK\r\nX-Early: 1\r\nX-Kept: 3\r\nContent-Length: 0\r\n\r\n");
+	}
 }
 
 TEST_CASE("an error is final", "[http][request]")
