@@ -671,6 +671,49 @@ TEST_CASE("AuditRecord::parseFlat accepts exactly what nlohmann reads as a flat 
 	CHECK(plainAccepted > 500); // the plain form was read many times
 }
 
+TEST_CASE("AuditRecord edits seal as the same edits of a JSON tree do", "[audit]")
+{
+	// gvmd's edits of a worker's record: keys erased, set anew, set again
+	// and erased after being set, sealed twice; in random order.
+	static const std::vector<std::string> kKeys = {"a", "hash", "host", "policy", "prev", "sandbox",
+						       "seq", "ts", "uid", "v", "zz", "\"q\"", "\xc3\xa9"};
+	std::mt19937 rng(20261207);
+	auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+	std::string prev = kGenesisHash;
+	for (int i = 0; i < 2000; ++i) {
+		nlohmann::json tree = randomRecord(rng, i % 4 == 3);
+		const std::string text = rpc::dumpJson(tree);
+		INFO(text);
+		auto record = AuditRecord::parseFlat(text);
+		REQUIRE(record);
+		for (size_t n = pick(12), k = 0; k < n; ++k) {
+			const std::string &key = kKeys[pick(kKeys.size())];
+			switch (pick(3)) {
+			case 0:
+				record->erase(key);
+				tree.erase(key);
+				break;
+			case 1:
+				record->setString(key, "v\"" + std::to_string(k));
+				tree[key] = "v\"" + std::to_string(k);
+				break;
+			default:
+				record->setNumber(key, k);
+				tree[key] = k;
+				break;
+			}
+			CHECK(record->contains(key) == tree.contains(key));
+		}
+		for (int round = 0; round < 2; ++round) {
+			const uint64_t seq = static_cast<uint64_t>(2 * i + round) + 1;
+			const std::string hash = sealAuditRecord(tree, seq, prev);
+			CHECK(record->seal(seq, prev) == rpc::dumpJson(tree));
+			CHECK(record->text("hash") == hash);
+			prev = hash;
+		}
+	}
+}
+
 TEST_CASE("AuditRecord reads only flat objects, and edits keep the canonical order", "[audit]")
 {
 	for (std::string_view bad : {"", "[]", "\"x\"", "1", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":1.5}", "{\"a\":1e3}",
