@@ -56,38 +56,39 @@ std::string_view trimWhitespace(std::string_view s)
 	return s;
 }
 
+// Calls f with each trimmed, non-empty element of a comma-separated list,
+// in place, until f returns true; whether one did.
+template <typename F>
+bool anyListElement(std::string_view value, F &&f)
+{
+	while (true) {
+		const size_t comma = value.find(',');
+		const std::string_view item = trimWhitespace(value.substr(0, comma));
+		if (!item.empty() && f(item))
+			return true;
+		if (comma == std::string_view::npos)
+			return false;
+		value.remove_prefix(comma + 1);
+	}
+}
+
 // Splits a comma-separated list into trimmed, non-empty elements.
 std::vector<std::string_view> splitList(std::string_view value)
 {
 	std::vector<std::string_view> out;
-	while (true) {
-		size_t comma = value.find(',');
-		std::string_view item = trimWhitespace(value.substr(0, comma));
-		if (!item.empty())
-			out.push_back(item);
-		if (comma == std::string_view::npos)
-			break;
-		value.remove_prefix(comma + 1);
-	}
+	anyListElement(value, [&](std::string_view item) {
+		out.push_back(item);
+		return false;
+	});
 	return out;
 }
 
 bool listHasToken(const Headers &headers, std::string_view name, std::string_view token)
 {
-	// Walks the lists in place: this runs for every header forwarded.
-	for (const Header &h : headers) {
-		if (!asciiIEquals(h.name, name))
-			continue;
-		for (std::string_view rest = h.value;;) {
-			const size_t comma = rest.find(',');
-			const std::string_view item = trimWhitespace(rest.substr(0, comma));
-			if (!item.empty() && asciiIEquals(item, token))
-				return true;
-			if (comma == std::string_view::npos)
-				break;
-			rest.remove_prefix(comma + 1);
-		}
-	}
+	for (const Header &h : headers)
+		if (asciiIEquals(h.name, name) &&
+		    anyListElement(h.value, [&](std::string_view item) { return asciiIEquals(item, token); }))
+			return true;
 	return false;
 }
 
@@ -545,20 +546,14 @@ public:
 		for (const Header &h : headers) {
 			if (!asciiIEquals(h.name, "Connection"))
 				continue;
-			for (std::string_view rest = h.value;;) {
-				const size_t comma = rest.find(',');
-				const std::string_view item = trimWhitespace(rest.substr(0, comma));
-				if (!item.empty()) {
-					if (count_ == tokens_.size()) {
-						overflow_ = true;
-						return;
-					}
-					tokens_[count_++] = item;
-				}
-				if (comma == std::string_view::npos)
-					break;
-				rest.remove_prefix(comma + 1);
-			}
+			overflow_ = anyListElement(h.value, [&](std::string_view item) {
+				if (count_ == tokens_.size())
+					return true;
+				tokens_[count_++] = item;
+				return false;
+			});
+			if (overflow_)
+				return;
 		}
 	}
 
