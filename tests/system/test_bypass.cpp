@@ -776,8 +776,8 @@ TEST_CASE("nothing on the host opens a connection to the agent or sends it a dat
 	to.sin_family = AF_INET;
 	REQUIRE(::inet_pton(AF_INET, kv["addr"].c_str(), &to.sin_addr) == 1);
 
-	// A connection from the host: its SYN is dropped, so it never
-	// completes (a reset would prove the packet reached the agent's stack).
+	// A connection from the host: its SYN is dropped, so it neither
+	// completes (the agent listens) nor is refused.
 	UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 	REQUIRE(tcp.isValid());
 	to.sin_port = htons(static_cast<uint16_t>(std::stoi(kv["tcpport"])));
