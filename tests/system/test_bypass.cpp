@@ -741,7 +741,8 @@ TEST_CASE("host services on the veth address are unreachable", "[bypass][system]
 	CHECK_THAT(routes, Catch::Contains("/30 dev eth0 proto kernel scope link"));
 }
 
-TEST_CASE("nothing on the host opens a connection to the agent or sends it a datagram", "[bypass][system]")
+TEST_CASE("nothing on the host opens a connection to the agent, and only DNS answers reach its UDP sockets",
+	  "[bypass][system]")
 {
 	Gvmd &d = gvmd();
 	// The agent listens on TCP and UDP on every address, says where, and
@@ -786,7 +787,7 @@ TEST_CASE("nothing on the host opens a connection to the agent or sends it a dat
 	pollfd pfd{tcp.get(), POLLOUT, 0};
 	CHECK(::poll(&pfd, 1, 2000) == 0); // neither connected nor refused
 
-	// A datagram from an ordinary port.
+	// A datagram from an ordinary port (not 53, which DNS answers come from).
 	UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
 	REQUIRE(udp.isValid());
 	to.sin_port = htons(static_cast<uint16_t>(std::stoi(kv["udpport"])));
