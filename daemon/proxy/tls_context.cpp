@@ -192,8 +192,12 @@ Result<UpstreamTls> UpstreamTls::create(std::string_view hostBundlePem, std::str
 		return fail(Error(ErrorDomain::Ssl, 0, "keeping the trust anchors: " + sslErrorString()));
 	anchors.release();
 	SSL_CTX_set_cert_verify_callback(ctx.get(), &TrustAnchors::verify, raw);
-	const size_t trusted = raw->size();
-	return UpstreamTls(std::move(ctx), raw, trusted);
+	return UpstreamTls(std::move(ctx), raw);
+}
+
+size_t UpstreamTls::trustedCount() const
+{
+	return anchors_->size();
 }
 
 size_t UpstreamTls::parsedCount() const

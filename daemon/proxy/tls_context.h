@@ -39,7 +39,7 @@ public:
 	// A client SSL for `host` (a DNS name or an IP literal): SNI for names,
 	// verification of the name or address, ALPN http/1.1.
 	Result<bssl::UniquePtr<SSL>> newSession(const std::string &host) const;
-	size_t trustedCount() const { return trusted_; }
+	size_t trustedCount() const;
 
 	// Trusted certificates parsed so far (the issuers of the chains seen).
 	size_t parsedCount() const;
@@ -48,13 +48,9 @@ private:
 	class TrustAnchors;
 	// The SSL_CTX ex_data slot that owns a context's TrustAnchors.
 	static int trustAnchorsIndex();
-	UpstreamTls(bssl::UniquePtr<SSL_CTX> ctx, const TrustAnchors *anchors, size_t trusted)
-		: ctx_(std::move(ctx)), anchors_(anchors), trusted_(trusted)
-	{
-	}
+	UpstreamTls(bssl::UniquePtr<SSL_CTX> ctx, const TrustAnchors *anchors) : ctx_(std::move(ctx)), anchors_(anchors) {}
 	bssl::UniquePtr<SSL_CTX> ctx_;
 	const TrustAnchors *anchors_; // owned by ctx_ (its ex_data), for its verify callback
-	size_t trusted_;
 };
 
 } // namespace gvm::proxy
