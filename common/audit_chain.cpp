@@ -65,6 +65,12 @@ private:
 	std::string key_;
 };
 
+// Room left in a record read in for the members gvmd adds before sealing
+// it (sandbox, uid, v, ts, seq, prev, hash), so adding them moves nothing.
+constexpr size_t kRoomForSealing = 8;
+// Members of a worker's decision record.
+constexpr size_t kTypicalRecordMembers = 16;
+
 // Reads the plain form of what workers send, which needs no general
 // parser: one object whose keys and strings are printable ASCII without
 // escapes and whose values are such strings, integers of at most
@@ -78,7 +84,7 @@ public:
 	std::optional<std::vector<AuditRecord::Member>> read()
 	{
 		std::vector<AuditRecord::Member> members;
-		members.reserve(24);
+		members.reserve(kTypicalRecordMembers + kRoomForSealing);
 		if (!skipTo('{'))
 			return std::nullopt;
 		++at_;
@@ -215,13 +221,13 @@ std::optional<AuditRecord> AuditRecord::parseFlat(std::string_view json)
 	// Workers send their keys sorted and once each.
 	if (std::adjacent_find(members->begin(), members->end(), std::not_fn(keyOrder)) == members->end()) {
 		record.members_ = std::move(*members);
-		record.members_.reserve(record.members_.size() + 8);
+		record.members_.reserve(record.members_.size() + kRoomForSealing);
 		return record;
 	}
 	// Sorted as nlohmann sorts object keys; for a repeated key the last
 	// value stays, as in nlohmann's parser.
 	std::stable_sort(members->begin(), members->end(), keyOrder);
-	record.members_.reserve(members->size() + 8);
+	record.members_.reserve(members->size() + kRoomForSealing);
 	for (size_t i = 0; i < members->size(); ++i) {
 		auto &m = (*members)[i];
 		if (i + 1 < members->size() && (*members)[i + 1].key == m.key)
@@ -236,7 +242,7 @@ AuditRecord AuditRecord::fromJson(const nlohmann::json &object)
 	AuditRecord record;
 	if (!object.is_object())
 		return record;
-	record.members_.reserve(object.size() + 8);
+	record.members_.reserve(object.size() + kRoomForSealing);
 	for (const auto &[key, value] : object.items()) {
 		if (value.is_string())
 			record.members_.push_back({key, value.get<std::string>(), true});
