@@ -45,6 +45,7 @@ enum class Step : int32_t {
 	NetNamespace,
 	Mounts,
 	MountCaBundle,
+	MountJavaKeystore,
 	MountResolvConf,
 	MountHidden,
 	MountProc,
@@ -176,6 +177,7 @@ struct ChildPlan {
 	bool sandboxed;
 	int netns;
 	const char *caBundle;
+	const char *javaKeystore; // "": none
 	const char *resolvConf;
 	const char *const *hidden;
 	size_t hiddenCount;
@@ -376,6 +378,8 @@ constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, 
 	if (plan.view && !isolation::mountLayers(*plan.view, &viewFailure))
 		childFail(report, Step::MountView, viewFailure.err, isolation::describe(viewFailure.step), viewFailure.path);
 	bindReadOnly(plan.caBundle, kSystemCaBundle, Step::MountCaBundle);
+	if (plan.javaKeystore && plan.javaKeystore[0] != '\0')
+		bindReadOnly(plan.javaKeystore, kJavaKeystore, Step::MountJavaKeystore);
 	bindReadOnly(plan.resolvConf, "/etc/resolv.conf", Step::MountResolvConf);
 	// A hidden directory becomes an empty read-only tmpfs; a hidden file
 	// (gvmd's socket) becomes /dev/null, which nothing can connect to.
@@ -531,6 +535,7 @@ Result<std::unique_ptr<AgentProcess>> AgentProcess::start(Loop &loop, AgentSpec 
 		plan.sandboxed = true;
 		plan.netns = iso.netns.get();
 		plan.caBundle = iso.caBundle.c_str();
+		plan.javaKeystore = iso.javaKeystore.c_str();
 		plan.resolvConf = iso.resolvConf.c_str();
 		plan.hidden = hidden.data();
 		plan.hiddenCount = hidden.size();
@@ -654,6 +659,9 @@ void AgentProcess::onErrorPipe()
 		case Step::NetNamespace: what = "cannot enter the sandbox's network namespace"; break;
 		case Step::Mounts: what = "cannot make the sandbox's mounts private"; break;
 		case Step::MountCaBundle: what = std::string("cannot mount the sandbox's CA bundle over ") + kSystemCaBundle; break;
+		case Step::MountJavaKeystore:
+			what = std::string("cannot mount the sandbox's Java keystore over ") + kJavaKeystore;
+			break;
 		case Step::MountResolvConf: what = "cannot mount the sandbox's resolv.conf"; break;
 		case Step::MountHidden: what = "cannot hide gvmd's directories from the sandbox"; break;
 		case Step::MountProc: what = "cannot mount /proc for the sandbox"; break;

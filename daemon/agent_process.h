@@ -47,9 +47,11 @@ struct AgentSpec {
 	// no_new_privs.
 	struct Isolation {
 		UniqueFd netns;
-		// Bind-mounted read-only over kSystemCaBundle and over
-		// /etc/resolv.conf in the agent's mount namespace.
+		// Bind-mounted read-only over kSystemCaBundle, kJavaKeystore
+		// (where the host has one) and /etc/resolv.conf in the agent's
+		// mount namespace.
 		std::string caBundle;
+		std::string javaKeystore;
 		std::string resolvConf;
 		// Directories covered by an empty read-only tmpfs (gvmd's
 		// runtime, socket and state directories).
@@ -70,6 +72,8 @@ struct AgentSpec {
 // Where the distribution keeps its CA bundle; in a sandbox the sandbox's
 // bundle is mounted there.
 inline constexpr char kSystemCaBundle[] = "/etc/ssl/certs/ca-certificates.crt";
+// Debian's Java trust store, which every JDK's lib/security/cacerts links to.
+inline constexpr char kJavaKeystore[] = "/etc/ssl/certs/java/cacerts";
 
 // The agent of one sandbox, a direct child of gvmd: forked, switched to the
 // caller's identity and exec'd; then watched through a pidfd until it

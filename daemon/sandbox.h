@@ -48,6 +48,9 @@ struct SandboxInfo {
 	std::string proxyUrl; // http://127.0.0.1:PORT
 	std::string dir;      // RUNTIME/sandboxes/<id>
 	std::string caBundle; // dir/ca-bundle.pem
+	// Sandbox mode: the same certificates as a Java keystore, which Java
+	// clients trust instead of any PEM bundle.
+	std::string javaKeystore; // dir/java-cacerts
 	// Sandbox mode: the addresses of its veth pair.
 	std::string hostAddress;
 	std::string sandboxAddress;

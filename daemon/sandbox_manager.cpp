@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "common/java_keystore.h"
 #include "common/log.h"
 #include "common/rfc3339.h"
 #include "common/scope_exit.h"
@@ -196,8 +198,9 @@ Result<void> writePublicFile(const std::string &path, const std::string &content
 	return {};
 }
 
-// The CA bundle the agent trusts: the host's roots, then the sandbox CA.
-Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCaPem)
+// The CA bundle the agent trusts: the host's roots, then the sandbox CA;
+// and, unless javaPath is empty, the same as a Java keystore.
+Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCaPem, const std::string &javaPath)
 {
 	std::string bundle;
 	if (auto roots = readFileBounded(kHostCaBundle, SIZE_MAX); roots) {
@@ -208,8 +211,15 @@ Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCa
 	}
 	if (!bundle.empty() && bundle.back() != '\n')
 		bundle += '\n';
+	const size_t rootsSize = bundle.size();
 	bundle += sandboxCaPem;
-	return writePublicFile(path, bundle);
+	GVM_TRY_VOID(writePublicFile(path, bundle), "writing " + path);
+	if (javaPath.empty())
+		return {};
+	const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+		std::chrono::system_clock::now().time_since_epoch());
+	return writePublicFile(javaPath, javaKeystoreFromPem(std::string_view(bundle).substr(0, rootsSize),
+							     sandboxCaPem, now.count()));
 }
 
 // RUNTIME/sandboxes, made on first use (0755: agents read their CA bundle
@@ -434,6 +444,8 @@ Result<rpc::Json> SandboxManager::launch(CallContext &ctx, const rpc::Json &para
 	info.cooperative = *cooperative;
 	info.dir = config_.runtimeDir + "/sandboxes/" + info.id;
 	info.caBundle = info.dir + "/ca-bundle.pem";
+	if (!info.cooperative)
+		info.javaKeystore = info.dir + "/java-cacerts";
 	const std::string id = info.id;
 
 	// Each step that leaves something behind registers its undo; all of
@@ -687,7 +699,7 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 	if (caPem.empty())
 		GVM_LOG(Daemon, Warning) << "sandbox " << id << ": the proxy worker sent no CA certificate, ignoring "
 					 << "(the agent's CA bundle holds only the host's roots)";
-	if (auto r = writeCaBundle(info.caBundle, caPem); !r) {
+	if (auto r = writeCaBundle(info.caBundle, caPem, info.javaKeystore); !r) {
 		abortLaunch(id, std::move(r).error().wrap("writing the sandbox's CA bundle"));
 		return;
 	}
@@ -712,6 +724,7 @@ void SandboxManager::onConfigured(const std::string &id, Result<rpc::Json> resul
 			return;
 		}
 		iso.caBundle = info.caBundle;
+		iso.javaKeystore = info.javaKeystore;
 		iso.resolvConf = info.dir + "/resolv.conf";
 		iso.hidden = config_.hiddenDirs;
 		iso.hostname = "gvm-" + id;

@@ -19,9 +19,11 @@ packages="
 	systemd iproute2 nftables procps passwd util-linux mount
 	curl python3
 	nginx-light openssl python3-requests nodejs dnsmasq-base
+	openjdk-17-jdk-headless
 "
 
-# The system tests run real clients (curl, python3-requests, node, git) against
+# The system tests run real clients (curl, python3-requests, node, git, and
+# Java's HttpClient from a JDK's single-file source launcher) against
 # a real upstream: the distribution's nginx, started by the tests themselves
 # on loopback ports (tests/support/upstream.h). Debian also enables and starts
 # an nginx service on port 80 when the package is installed; the tests do not

@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <functional>
 #include <csignal>
@@ -591,6 +592,61 @@ TEST_CASE("python urllib and requests, node fetch and git clone are governed the
 					 h.dir.path() + "/clone2"}));
 	CHECK(gd.status != 0);
 	CHECK_THAT(gd.err, Catch::Contains("403"));
+}
+
+TEST_CASE("java's HttpClient, which ignores proxy variables, trusts the sandbox and is governed", "[sandbox][system]")
+{
+	Harness h;
+	// Java reads neither the proxy variables nor the PEM bundle: it trusts
+	// its own keystore (Debian's /etc/ssl/certs/java/cacerts), so HTTPS
+	// works only if the sandbox's CA is in the keystore the agent sees.
+	// The program lives where the default sandbox sees the host's files
+	// (its /tmp is a private one).
+	char scratch[] = "/var/tmp/gvm-java-XXXXXX";
+	REQUIRE(::mkdtemp(scratch) != nullptr);
+	struct Remove {
+		std::string path;
+		~Remove() { std::filesystem::remove_all(path); }
+	} removeScratch{scratch};
+	REQUIRE(::chmod(scratch, 0755) == 0);
+	const std::string source = std::string(scratch) + "/Get.java";
+	writeText(source, "import java.net.URI;\n"
+			  "import java.net.http.*;\n"
+			  "public class Get {\n"
+			  "  public static void main(String[] a) throws Exception {\n"
+			  "    HttpClient c = HttpClient.newHttpClient();\n"
+			  "    HttpRequest q = HttpRequest.newBuilder(URI.create(a[0])).header(\"X-Test-Id\", a[1]).build();\n"
+			  "    HttpResponse<String> r = c.send(q, HttpResponse.BodyHandlers.ofString());\n"
+			  "    System.out.println(r.statusCode() + \" \" + r.body().contains(\"denied by policy\"));\n"
+			  "  }\n"
+			  "}\n");
+	REQUIRE(::chmod(source.c_str(), 0644) == 0);
+	for (const bool isolated : {false, true}) {
+		INFO((isolated ? "the default sandbox" : "the network sandbox alone"));
+		const std::string tag = isolated ? "iso" : "net";
+		std::vector<std::string> args = h.launchArgs({"java", source, "https://allowed.gvm.test/echo/java", "java-" + tag});
+		if (isolated)
+			args.erase(std::find(args.begin(), args.end(), "--network-only"));
+		RunResult ok = h.gvmctl(args, std::chrono::seconds(90));
+		INFO(ok.err << h.diagnostics());
+		CHECK(ok.status == 0);
+		CHECK(ok.out == "200 false\n");
+		CHECK(h.up->waitForRequests("java-" + tag, 1));
+	}
+
+	RunResult denied = h.launch({"java", source, "https://allowed.gvm.test/echo/forbidden/java", "java-denied"}, {},
+				    std::chrono::seconds(90));
+	INFO(denied.err);
+	CHECK(denied.out == "403 true\n");
+	CHECK(h.up->countRequests("java-denied") == 0);
+	auto record = h.httpRecord("allowed.gvm.test", "/echo/forbidden/java");
+	REQUIRE(record);
+	CHECK((*record)["action"] == "deny");
+	CHECK((*record)["rule"] == "forbidden-path");
+	auto allowed = h.httpRecord("allowed.gvm.test", "/echo/java");
+	REQUIRE(allowed);
+	CHECK((*allowed)["action"] == "allow");
+	CHECK((*allowed)["status"] == 200);
 }
 
 TEST_CASE("DNS: allowed names resolve to the upstream, others get NXDOMAIN without leaving", "[sandbox][system]")
