@@ -213,9 +213,8 @@ Result<void> writeCaBundle(const std::string &path, const std::string &sandboxCa
 		bundle += '\n';
 	const size_t rootsSize = bundle.size();
 	bundle += sandboxCaPem;
-	GVM_TRY_VOID(writePublicFile(path, bundle), "writing " + path);
-	if (javaPath.empty())
-		return {};
+	if (auto written = writePublicFile(path, bundle); !written || javaPath.empty())
+		return written;
 	const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
 		std::chrono::system_clock::now().time_since_epoch());
 	return writePublicFile(javaPath, javaKeystoreFromPem(std::string_view(bundle).substr(0, rootsSize),
