@@ -25,6 +25,8 @@ AuditLog::AuditLog(Loop &loop, std::string path, UniqueFd fd)
 	  }),
 	  prev_(kGenesisHash)
 {
+	uv_prepare_init(loop.get(), endOfPass_.get());
+	endOfPass_.get()->data = this;
 }
 
 AuditLog::~AuditLog()
@@ -106,7 +108,20 @@ const std::string &AuditLog::append(AuditRecord record)
 	if (pending_.size() >= kAuditBatchBytes) {
 		if (auto r = flush(); !r)
 			GVM_LOG(Audit, Error) << "writing " << path_ << ": " << r.error().message();
-	} else if (!timerArmed_) {
+		return last_;
+	}
+	if (!uv_is_active(endOfPass_.base()))
+		uv_prepare_start(endOfPass_.get(), [](uv_prepare_t *p) {
+			uv_prepare_stop(p);
+			auto *self = static_cast<AuditLog *>(p->data);
+			if (!self)
+				return;
+			// A failure stays queued; the sync timer's flush retries it
+			// and reports it, at most once per kAuditSyncDelay.
+			if (auto r = self->writeQueued(); !r)
+				GVM_LOG(Audit, Debug) << "writing " << self->path_ << ": " << r.error().message();
+		});
+	if (!timerArmed_) {
 		timerArmed_ = true;
 		timer_.start(static_cast<uint64_t>(kAuditSyncDelay.count()));
 	}
@@ -119,22 +134,35 @@ Result<void> AuditLog::flush()
 		timer_.stop();
 		timerArmed_ = false;
 	}
+	if (auto written = writeQueued(); !written)
+		return written;
+	if (unsynced_) {
+		if (::fdatasync(fd_.get()) < 0)
+			return fail(Error::fromErrno(errno, "fdatasync"));
+		unsynced_ = false;
+	}
+	return {};
+}
+
+Result<void> AuditLog::writeQueued()
+{
+	uv_prepare_stop(endOfPass_.get());
 	size_t done = 0;
 	while (done < pending_.size()) {
 		ssize_t n = ::write(fd_.get(), pending_.data() + done, pending_.size() - done);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			// Keep what was not written; the next flush retries it.
+			// Keep what was not written; the next pass or flush
+			// retries it.
+			unsynced_ = unsynced_ || done > 0;
 			pending_.erase(0, done);
 			return fail(Error::fromErrno(errno, "write"));
 		}
 		done += static_cast<size_t>(n);
 	}
-	const bool wrote = !pending_.empty();
+	unsynced_ = unsynced_ || !pending_.empty();
 	pending_.clear();
-	if (wrote && ::fdatasync(fd_.get()) < 0)
-		return fail(Error::fromErrno(errno, "fdatasync"));
 	return {};
 }
 

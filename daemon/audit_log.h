@@ -17,7 +17,7 @@
 
 namespace gvm::daemon {
 
-// Records are written and synced at most this long after they are appended.
+// Records are synced (fdatasync) at most this long after they are appended.
 inline constexpr std::chrono::milliseconds kAuditSyncDelay{100};
 // A batch this large is written at once rather than waiting for the timer.
 inline constexpr size_t kAuditBatchBytes = 256 * 1024;
@@ -28,9 +28,12 @@ inline constexpr std::chrono::seconds kJournalRecheck{10};
 // The append-only, hash-chained audit log (see common/audit_chain.h) in
 // DIR/audit.jsonl. Owned by the Daemon, which is its only writer; lives on
 // the loop thread. append() seals a record into the chain at once and
-// queues it; queued records are written in order and fdatasync()ed within
-// kAuditSyncDelay, and on flush() and destruction, so a clean stop loses
-// nothing and a crash loses at most the last unsynced batch. Opening an
+// queues it; the records queued in one pass of the loop are written in
+// order, with one write(2), when that pass ends, and fdatasync()ed within
+// kAuditSyncDelay; flush() and destruction do both at once. So a clean stop
+// loses nothing, a crash of gvmd loses at most the records of the loop pass
+// it died in (the kernel has the others), and a crash of the host at most
+// the last unsynced kAuditSyncDelay. Opening an
 // existing log continues its chain; a last line cut short by a crash is cut
 // off (and said so in the log) so new records never follow a broken one.
 class AuditLog
@@ -44,7 +47,7 @@ public:
 	// (without the newline).
 	const std::string &append(AuditRecord record);
 
-	// Writes and syncs everything queued.
+	// Writes everything queued and syncs everything written.
 	Result<void> flush();
 
 	// The last `limit` records for which keep(record) holds, oldest first,
@@ -59,6 +62,8 @@ public:
 private:
 	AuditLog(Loop &loop, std::string path, UniqueFd fd);
 	Result<void> recover();
+	// Writes the queued records (no sync).
+	Result<void> writeQueued();
 	void journal(const AuditRecord &record);
 	// Whether journald is there to take the copy (looked up at most once
 	// per kJournalRecheck).
@@ -69,7 +74,10 @@ private:
 	UniqueFd fd_;
 	Timer timer_;
 	bool timerArmed_ = false;
+	// Writes the queue when the loop pass that filled it ends.
+	UvHandle<uv_prepare_t> endOfPass_;
 	std::string pending_;
+	bool unsynced_ = false; // written since the last fdatasync
 	uint64_t seq_ = 0;
 	std::string prev_;
 	std::string last_;

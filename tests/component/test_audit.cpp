@@ -217,6 +217,37 @@ TEST_CASE("records reach the disk within the sync delay without an explicit flus
 	CHECK(readLines((*log)->path()).size() == 2);
 }
 
+TEST_CASE("records are in the file when the loop pass that appended them ends, before any sync", "[audit]")
+{
+	// What a crash of gvmd can lose: only the records of the pass it dies
+	// in. The kernel has the others, synced or not.
+	TempDir dir;
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	auto log = daemon::AuditLog::open(**loop, dir.path() + "/audit");
+	REQUIRE(log);
+	std::vector<size_t> seen;
+	(*loop)->post([&] {
+		(*log)->append(AuditRecord::fromJson(decision(1)));
+		(*log)->append(AuditRecord::fromJson(decision(2)));
+		seen.push_back(readLines((*log)->path()).size()); // the pass has not ended
+	});
+	// Long before the sync delay, each after the pass before it.
+	Timer last(**loop, [&] {
+		seen.push_back(readLines((*log)->path()).size());
+		(*loop)->stop();
+	});
+	Timer look(**loop, [&] {
+		seen.push_back(readLines((*log)->path()).size());
+		(*log)->append(AuditRecord::fromJson(decision(3)));
+		last.start(1);
+	});
+	look.start(1);
+	(*loop)->run();
+	CHECK(seen == std::vector<size_t>{0, 2, 3});
+	CHECK(verify((*log)->path()).status == 0);
+}
+
 TEST_CASE("gvmd opens its audit log in the state directory and reports it", "[audit]")
 {
 	TempDir dir;
