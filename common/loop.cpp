@@ -46,12 +46,24 @@ void Loop::onIdle(uv_idle_t *idle)
 	auto *self = static_cast<Loop *>(idle->data);
 	if (!self)
 		return;
-	std::vector<std::function<void()>> batch;
-	batch.swap(self->posted_);
-	for (auto &fn : batch)
-		fn();
+	self->runQueued();
 	if (self->posted_.empty())
 		uv_idle_stop(idle);
+}
+
+void Loop::runQueued()
+{
+	std::vector<std::function<void()>> batch;
+	batch.swap(posted_);
+	for (auto &fn : batch)
+		fn();
+}
+
+void Loop::runPosted()
+{
+	while (!posted_.empty())
+		runQueued();
+	uv_idle_stop(idle_.get());
 }
 
 void Loop::run()

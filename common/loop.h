@@ -72,6 +72,11 @@ public:
 		post([holder]() mutable { holder.reset(); });
 	}
 
+	// Runs what post() and deleteLater() have queued, and what that queues
+	// in turn, now: for an owner about to destroy what the queued work
+	// refers to (after stop(), the work of the last pass is still queued).
+	void runPosted();
+
 	// Runs until stop() or until nothing is left to do.
 	void run();
 	void stop() { uv_stop(&loop_); }
@@ -81,6 +86,8 @@ public:
 private:
 	Loop() = default;
 	static void onIdle(uv_idle_t *idle);
+	// Runs the work queued so far (not what it queues).
+	void runQueued();
 
 	uv_loop_t loop_{};
 	UvHandle<uv_idle_t> idle_;

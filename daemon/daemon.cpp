@@ -59,9 +59,15 @@ Daemon::Daemon(const Options &options) : options_(options) {}
 Daemon::~Daemon()
 {
 	signals_.clear();
+	// What the last loop pass deferred (the teardown of a sandbox removed
+	// in it, say) runs while everything it refers to is still here.
+	if (loop_)
+		loop_->runPosted();
 	// Sandboxes first: they answer through the server and write to the
 	// audit log.
 	sandboxes_.reset();
+	if (loop_)
+		loop_->runPosted();
 	subscribers_.reset();
 	server_.reset();
 	audit_.reset(); // writes and syncs what is queued

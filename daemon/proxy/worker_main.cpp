@@ -157,6 +157,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	(*loop)->run();
+	// What the last loop pass deferred goes while the proxy it refers to
+	// is still here.
+	(*loop)->runPosted();
 	worker->reset();
 	return 0;
 }

@@ -19,6 +19,8 @@
 #include <filesystem>
 #include <chrono>
 #include <functional>
+#include <iterator>
+#include <regex>
 #include <csignal>
 #include <dirent.h>
 #include <fstream>
@@ -148,12 +150,13 @@ struct Harness {
 			gvmd.stop(SIGTERM, std::chrono::seconds(10));
 	}
 
-	void startGvmd()
+	void startGvmd(std::vector<std::string> env = {})
 	{
+		env.push_back("GVM_WORKER=" + binaryFromEnv("GVM_WORKER"));
 		gvmd = Child::start({binaryFromEnv("GVM_GVMD"), "--socket", socket, "--state-dir", state, "--runtime-dir",
 				     runtime, "--upstream-ca", pki->caCert(), "--dns-upstream", up->address() + ":53",
 				     "--log-level", "debug"},
-				    {"GVM_WORKER=" + binaryFromEnv("GVM_WORKER")}, dir.path() + "/gvmd.log");
+				    env, dir.path() + "/gvmd.log");
 		REQUIRE(waitFor([&] { return RawClient(socket).connected(); }, std::chrono::seconds(15)));
 	}
 
@@ -320,14 +323,21 @@ std::string launchedId(const std::string &stderrText)
 	return "";
 }
 
+// The state letter ('R', 'S', 'T', ...) of a /proc stat file, or 0.
+char stateIn(const std::string &statFile)
+{
+	std::string stat = readFile(statFile);
+	auto close = stat.rfind(')');
+	return close != std::string::npos && stat.size() > close + 2 ? stat[close + 2] : 0;
+}
+
+char stateOf(pid_t pid) { return stateIn("/proc/" + std::to_string(pid) + "/stat"); }
+
 bool processGone(pid_t pid)
 {
 	// A zombie nobody reaps (its parent was gvmd) counts as gone.
-	std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
-	if (stat.empty())
-		return true;
-	auto close = stat.rfind(')');
-	return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z';
+	const char state = stateOf(pid);
+	return state == 0 || state == 'Z';
 }
 
 pid_t parentOf(pid_t pid)
@@ -341,6 +351,54 @@ pid_t parentOf(pid_t pid)
 	pid_t ppid = -1;
 	rest >> state >> ppid;
 	return ppid;
+}
+
+// Stopped by a signal: SIGSTOP has taken effect.
+bool stopped(pid_t pid) { return stateOf(pid) == 'T'; }
+
+// Asleep waiting for events with nothing left to read: a loop that has
+// handled what was sent to it.
+bool idleInEpoll(pid_t pid)
+{
+	return stateOf(pid) == 'S' && readFile("/proc/" + std::to_string(pid) + "/wchan") == "do_epoll_wait";
+}
+
+// Every thread of pid asleep (libuv's pool threads included): nothing of
+// its own is in progress.
+bool allThreadsAsleep(pid_t pid)
+{
+	bool any = false;
+	const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+	if (DIR *d = ::opendir(tasks.c_str())) {
+		while (dirent *e = ::readdir(d)) {
+			pid_t tid = std::atoi(e->d_name);
+			if (tid <= 0)
+				continue;
+			if (stateIn(tasks + "/" + e->d_name + "/stat") != 'S') {
+				::closedir(d);
+				return false;
+			}
+			any = true;
+		}
+		::closedir(d);
+	}
+	return any;
+}
+
+// The live children of `parent` named `comm`.
+std::vector<pid_t> childrenNamed(pid_t parent, const std::string &comm)
+{
+	std::vector<pid_t> out;
+	if (DIR *d = ::opendir("/proc")) {
+		while (dirent *e = ::readdir(d)) {
+			pid_t pid = std::atoi(e->d_name);
+			if (pid > 0 && parentOf(pid) == parent && !processGone(pid) &&
+			    readFile("/proc/" + std::to_string(pid) + "/comm") == comm + "\n")
+				out.push_back(pid);
+		}
+		::closedir(d);
+	}
+	return out;
 }
 
 std::string netnsOf(pid_t pid)
@@ -1078,4 +1136,72 @@ TEST_CASE("crash recovery: a killed gvmd takes its sandboxes along and a new one
 	// And it works: a new sandbox reaches the upstream.
 	RunResult r = h.launch(noProxy(curl({"https://allowed.gvm.test/"})));
 	CHECK(r.out == "hello from allowed.gvm.test\n");
+}
+
+TEST_CASE("a sandbox that ends in the loop pass that stops gvmd is torn down before gvmd's parts go",
+	  "[sandbox][system]")
+{
+	// A freed object's memory is overwritten at once (no per-thread
+	// cache keeps it intact), so a use after free crashes instead of
+	// passing unseen.
+	Harness h;
+	REQUIRE(h.gvmd.stop(SIGTERM));
+	h.startGvmd({"MALLOC_PERTURB_=165", "GLIBC_TUNABLES=glibc.malloc.tcache_count=0"});
+	INFO(h.diagnostics());
+
+	// After one sandbox has come and gone, gvmd keeps one worker ready
+	// for the next launch.
+	RunResult first = h.launch({"true"});
+	REQUIRE(first.status == 0);
+	std::vector<pid_t> workers;
+	REQUIRE(waitFor([&] {
+		workers = childrenNamed(h.gvmd.pid(), "gvm-worker");
+		return workers.size() == 1 && h.sandboxes().empty() && idleInEpoll(workers[0]);
+	}));
+	const pid_t worker = workers[0];
+
+	// The next launch waits on that worker, which does not answer yet.
+	REQUIRE(::kill(worker, SIGSTOP) == 0);
+	REQUIRE(waitFor([&] { return stopped(worker); }));
+	const std::string log = h.dir.path() + "/launch.log";
+	Child launch = h.launchInBackground({"true"}, log);
+	REQUIRE(waitFor([&] { return h.log().find("worker " + std::to_string(worker)) != std::string::npos; }));
+	// Its client hangs up: gvmd now drops the sandbox when the worker
+	// answers.
+	REQUIRE(launch.stop(SIGKILL));
+	REQUIRE(waitFor([&] { return h.log().find(" gone\n", h.log().rfind("launching 'true'")) != std::string::npos; }));
+	// The next sandbox's network, made ahead on a thread of gvmd's, is
+	// ready: two gvm links (the launching sandbox's and that one), and
+	// every thread of gvmd asleep for a while. (A network still being
+	// made would keep gvmd's address pool alive to the very end.)
+	const std::regex sandboxLink(": gvm[0-9a-f]{8}@");
+	auto sandboxLinks = [&] {
+		const std::string all = links();
+		return std::distance(std::sregex_iterator(all.begin(), all.end(), sandboxLink), std::sregex_iterator());
+	};
+	REQUIRE(waitFor([&] { return sandboxLinks() == 2; }));
+	int asleep = 0;
+	REQUIRE(waitFor([&] {
+		asleep = allThreadsAsleep(h.gvmd.pid()) ? asleep + 1 : 0;
+		return asleep >= 5;
+	}));
+
+	// The worker's answer and SIGTERM reach gvmd in one loop pass: the
+	// sandbox is removed (its teardown deferred to the end of the pass)
+	// and gvmd stops.
+	REQUIRE(::kill(h.gvmd.pid(), SIGSTOP) == 0);
+	REQUIRE(waitFor([&] { return stopped(h.gvmd.pid()); }));
+	REQUIRE(::kill(worker, SIGCONT) == 0);
+	REQUIRE(waitFor([&] { return idleInEpoll(worker); }));
+	REQUIRE(::kill(h.gvmd.pid(), SIGTERM) == 0);
+	REQUIRE(::kill(h.gvmd.pid(), SIGCONT) == 0);
+	auto status = h.gvmd.wait(std::chrono::seconds(10));
+	REQUIRE(status);
+	CHECK(*status == 0);
+	const std::string text = h.log();
+	CHECK_THAT(text, Catch::Contains("the launching client went away"));
+	CHECK_THAT(text, Catch::Contains("received Terminated, stopping"));
+	CHECK(text.find("received Terminated") > text.find("the launching client went away"));
+	CHECK(waitFor([&] { return processGone(worker); }));
+	CHECK(waitFor([&] { return sandboxLinks() == 0; }));
 }

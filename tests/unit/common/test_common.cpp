@@ -304,6 +304,34 @@ TEST_CASE("Loop runs posted work after the current callback and deletes later", 
 	CHECK(order == std::vector<std::string>{"callback", "posted", "deleted"});
 }
 
+TEST_CASE("Loop::runPosted runs the work a stopped loop left queued, and what that queues", "[loop]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	std::vector<std::string> order;
+	struct Tracked {
+		std::vector<std::string> *log;
+		~Tracked() { log->push_back("deleted"); }
+	};
+	// Queued in the loop's last pass, after the point where that pass
+	// runs queued work.
+	(*loop)->post([&] {
+		(*loop)->deleteLater(std::unique_ptr<Tracked>(new Tracked{&order}));
+		(*loop)->post([&] {
+			order.push_back("posted");
+			(*loop)->post([&] { order.push_back("posted by posted"); });
+		});
+		(*loop)->stop();
+	});
+	(*loop)->run();
+	CHECK(order.empty());
+	(*loop)->runPosted();
+	CHECK(order == std::vector<std::string>{"deleted", "posted", "posted by posted"});
+	// Nothing is left for the loop: it has no more to do.
+	(*loop)->run();
+	CHECK(order.size() == 3);
+}
+
 namespace {
 
 // What the peer of a LineChannel can read now, without waiting.
