@@ -147,6 +147,9 @@ public:
 	std::string workspace;
 	std::string upperDir;
 	std::unique_ptr<isolation::SandboxCgroup> cgroup;
+	// After the agent has exited: the bound on waiting for the worker's
+	// last records before the sandbox is removed.
+	std::unique_ptr<Timer> drainTimer;
 
 private:
 	SandboxInfo info_;

@@ -833,18 +833,12 @@ void SandboxManager::onAgentExit(const std::string &id, int status, int sig)
 	// so they reach the audit log before the worker is stopped. Bounded:
 	// a worker that does not answer is stopped anyway.
 	if (WorkerProcess *worker = sandbox->worker(); worker && worker->running()) {
-		auto timer = std::make_shared<std::unique_ptr<Timer>>();
-		auto done = std::make_shared<bool>(false);
-		auto finish = [this, id, done, timer] {
-			if (*done)
-				return;
-			*done = true;
-			if (*timer)
-				loop_.deleteLater(std::move(*timer));
-			remove(id);
-		};
-		*timer = std::make_unique<Timer>(loop_, finish);
-		(*timer)->start(kWorkerDrainTimeoutMs);
+		// Whichever comes first; the second finds the sandbox gone. The
+		// timer goes with the sandbox, as does the pending ping when gvmd
+		// stops first.
+		auto finish = [this, id] { remove(id); };
+		sandbox->drainTimer = std::make_unique<Timer>(loop_, finish);
+		sandbox->drainTimer->start(kWorkerDrainTimeoutMs);
 		worker->call("worker.ping", rpc::Json::object(), [finish](Result<rpc::Json>) { finish(); });
 		return;
 	}
