@@ -136,10 +136,14 @@ constexpr char kSocketGroup[] = "gvm";
 constexpr size_t kStopConcurrency = 8;
 constexpr int kDefaultRequests = 300;
 constexpr int kFreshBlocks = 3;
-// Blocks the keep-alive leg of each path is split into, taking turns.
-constexpr int kKeepAliveBlocks = 3;
+// The keep-alive leg of each path is split into blocks of about this long,
+// at least kMinKeepAliveBlocks, the paths taking turns: short turns let
+// load from outside the benchmark, which comes and goes over seconds,
+// weigh on every path alike.
+constexpr double kKeepAliveBlockSeconds = 2.0;
+constexpr int kMinKeepAliveBlocks = 3;
 constexpr int kFreshWarmup = 10;
-constexpr double kDefaultSeconds = 3.0;
+constexpr double kDefaultSeconds = 12.0;
 constexpr int kDefaultConnections = 8;
 constexpr int kDefaultBulkRuns = 3;
 // Bounds on what the command line may ask for.
@@ -188,6 +192,12 @@ struct Options {
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 double maximum(const std::vector<double> &v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+
+// How many blocks a keep-alive leg of `legSeconds` per path runs in.
+int keepAliveBlocks(double legSeconds)
+{
+	return std::max(kMinKeepAliveBlocks, static_cast<int>(std::lround(legSeconds / kKeepAliveBlockSeconds)));
+}
 
 const char *verdict(bool met) { return met ? "met" : "MISSED"; }
 
@@ -903,12 +913,13 @@ HttpsFigures runHttps(const Bench &b)
 	// on every path alike.
 	std::map<Path, double> keepAliveSeconds;
 	std::set<Path> keepAliveFailed;
-	for (int block = 0; block < kKeepAliveBlocks && !interrupted(); ++block) {
+	const int blocks = keepAliveBlocks(b.options.seconds);
+	for (int block = 0; block < blocks && !interrupted(); ++block) {
 		for (size_t turn = 0; turn < paths.size(); ++turn) {
 			const Path p = paths[(turn + static_cast<size_t>(block)) % paths.size()];
 			if (keepAliveFailed.count(p))
 				continue;
-			auto j = runClientProcess(b, p, ClientLeg::KeepAlive, 0, b.options.seconds / kKeepAliveBlocks);
+			auto j = runClientProcess(b, p, ClientLeg::KeepAlive, 0, b.options.seconds / blocks);
 			if (!j) {
 				f.errors.push_back(j.error().message());
 				keepAliveFailed.insert(p);
@@ -965,7 +976,8 @@ Json toJson(const Figures &f, const Options &o)
 			 {"teardowns", o.teardowns},       {"agent_lifetime_ms", kAgentLifetimeMs},
 			 {"sandboxes", o.sandboxes},       {"sandboxes_per_uid", kSandboxesPerUid},       {"requests", o.requests},
 			 {"fresh_warmup_per_block", kFreshWarmup}, {"fresh_blocks", kFreshBlocks},
-			 {"keepalive_seconds", o.seconds}, {"connections", o.connections},
+			 {"keepalive_seconds", o.seconds},
+			 {"keepalive_blocks", keepAliveBlocks(o.seconds)}, {"connections", o.connections},
 			 {"bulk_bytes", kBulkBytes},       {"bulk_runs", o.bulkRuns}};
 	const LaunchFigures &l = f.launch;
 	out["launch"] = {{"default_mode", jsonKey(kDefaultMode)}};
@@ -1164,7 +1176,7 @@ void printTable(const Figures &f, const Options &o)
 		    << "\n";
 	};
 	out << "   keep-alive GET /1k, " << o.connections << " connections, " << fixed(o.seconds, 1) << " s in "
-	    << kKeepAliveBlocks << " alternating blocks: direct " << fixed(h.ka(Path::Direct), 0) << " req/s, nginx-proxy "
+	    << keepAliveBlocks(o.seconds) << " alternating blocks: direct " << fixed(h.ka(Path::Direct), 0) << " req/s, nginx-proxy "
 	    << fixed(h.ka(Path::NginxProxy), 0) << " req/s, sandbox " << fixed(h.ka(Path::Sandbox), 0) << " req/s\n";
 	shares(ratio(h.ka(Path::Sandbox), h.ka(Path::Direct)), h.kaShare());
 	out << "   bulk GET of 256 MiB (MB = 10^6 B, median of " << o.bulkRuns << "): direct "
@@ -1194,6 +1206,7 @@ void usage(std::ostream &out)
 	out << "Usage: sandbox-bench [--gvmd PATH] [--gvmctl PATH] [--worker PATH] [--nginx PATH] [--ip PATH]\n"
 	       "                     [--launches N] [--teardowns N] [--sandboxes N] [--requests N]\n"
 	       "                     [--seconds S] [--connections N] [--bulk-runs N] [--json]\n"
+	       "--seconds: each path's keep-alive time (default 12), in turns of about 2 s.\n"
 	       "Binaries: the options, else $GVM_GVMD, $GVM_GVMCTL, $GVM_WORKER. Run as root.\n";
 }
 
