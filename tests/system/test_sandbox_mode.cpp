@@ -385,20 +385,27 @@ bool allThreadsAsleep(pid_t pid)
 	return any;
 }
 
-// The live children of `parent` named `comm`.
-std::vector<pid_t> childrenNamed(pid_t parent, const std::string &comm)
+// Live (not zombie) processes for which keep(pid) holds.
+std::vector<pid_t> liveProcesses(const std::function<bool(pid_t)> &keep)
 {
 	std::vector<pid_t> out;
 	if (DIR *d = ::opendir("/proc")) {
 		while (dirent *e = ::readdir(d)) {
 			pid_t pid = std::atoi(e->d_name);
-			if (pid > 0 && parentOf(pid) == parent && !processGone(pid) &&
-			    readFile("/proc/" + std::to_string(pid) + "/comm") == comm + "\n")
+			if (pid > 0 && keep(pid) && !processGone(pid))
 				out.push_back(pid);
 		}
 		::closedir(d);
 	}
 	return out;
+}
+
+// The live children of `parent` named `comm`.
+std::vector<pid_t> childrenNamed(pid_t parent, const std::string &comm)
+{
+	return liveProcesses([&](pid_t pid) {
+		return parentOf(pid) == parent && readFile("/proc/" + std::to_string(pid) + "/comm") == comm + "\n";
+	});
 }
 
 std::string netnsOf(pid_t pid)
@@ -411,16 +418,7 @@ std::string netnsOf(pid_t pid)
 // Live (not zombie) processes whose network namespace is `netns`.
 std::vector<pid_t> processesIn(const std::string &netns)
 {
-	std::vector<pid_t> out;
-	if (DIR *d = ::opendir("/proc")) {
-		while (dirent *e = ::readdir(d)) {
-			pid_t pid = std::atoi(e->d_name);
-			if (pid > 0 && netnsOf(pid) == netns && !processGone(pid))
-				out.push_back(pid);
-		}
-		::closedir(d);
-	}
-	return out;
+	return liveProcesses([&](pid_t pid) { return netnsOf(pid) == netns; });
 }
 
 std::string links() { return run({"/usr/sbin/ip", "-o", "link"}).out; }
@@ -1165,11 +1163,15 @@ TEST_CASE("a sandbox that ends in the loop pass that stops gvmd is torn down bef
 	REQUIRE(waitFor([&] { return stopped(worker); }));
 	const std::string log = h.dir.path() + "/launch.log";
 	Child launch = h.launchInBackground({"true"}, log);
-	REQUIRE(waitFor([&] { return h.log().find("worker " + std::to_string(worker)) != std::string::npos; }));
+	const std::string launching = "), worker " + std::to_string(worker) + "\n";
+	REQUIRE(waitFor([&] { return h.log().find(launching) != std::string::npos; }));
 	// Its client hangs up: gvmd now drops the sandbox when the worker
 	// answers.
 	REQUIRE(launch.stop(SIGKILL));
-	REQUIRE(waitFor([&] { return h.log().find(" gone\n", h.log().rfind("launching 'true'")) != std::string::npos; }));
+	REQUIRE(waitFor([&] {
+		const std::string text = h.log();
+		return text.find(" gone\n", text.find(launching)) != std::string::npos;
+	}));
 	// The next sandbox's network, made ahead on a thread of gvmd's, is
 	// ready: two gvm links (the launching sandbox's and that one), and
 	// every thread of gvmd asleep for a while. (A network still being
