@@ -285,15 +285,21 @@ TEST_CASE("descriptors travel with SCM_RIGHTS", "[fd-passing]")
 	CHECK_FALSE(sendWithFds(a.get(), "", fds));
 }
 
+namespace {
+
+// Says "deleted" in log when it is destroyed.
+struct Tracked {
+	std::vector<std::string> *log;
+	~Tracked() { log->push_back("deleted"); }
+};
+
+} // namespace
+
 TEST_CASE("Loop runs posted work after the current callback and deletes later", "[loop]")
 {
 	auto loop = Loop::create();
 	REQUIRE(loop);
 	std::vector<std::string> order;
-	struct Tracked {
-		std::vector<std::string> *log;
-		~Tracked() { log->push_back("deleted"); }
-	};
 	Timer timer(**loop, [&] {
 		(*loop)->post([&] { order.push_back("posted"); });
 		(*loop)->deleteLater(std::unique_ptr<Tracked>(new Tracked{&order}));
@@ -309,10 +315,6 @@ TEST_CASE("Loop::runPosted runs the work a stopped loop left queued, and what th
 	auto loop = Loop::create();
 	REQUIRE(loop);
 	std::vector<std::string> order;
-	struct Tracked {
-		std::vector<std::string> *log;
-		~Tracked() { log->push_back("deleted"); }
-	};
 	// Queued in the loop's last pass, after the point where that pass
 	// runs queued work.
 	(*loop)->post([&] {
