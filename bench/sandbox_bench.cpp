@@ -108,7 +108,8 @@ using std::chrono::seconds;
 
 constexpr char kOriginName[] = "origin.gvm.bench";
 // The direct client's veth pair: the host end (where the origin listens)
-// and the client's end. Not "gvm*": gvmd's host table redirects those.
+// and the client's end. Not named like gvmd's links (gvm<id>), which gvmd
+// deletes as leftovers when it starts.
 constexpr char kHostAddress[] = "10.252.0.1";
 constexpr char kClientAddress[] = "10.252.0.2";
 constexpr char kClientCidr[] = "10.252.0.0/30";

@@ -39,13 +39,14 @@ Result<RtnlLink> getLink(nl_sock *sock, const std::string &name)
 	return RtnlLink(link);
 }
 
-Result<void> createVethPair(nl_sock *sock, const std::string &name, const std::string &peer)
+Result<void> createVethPair(nl_sock *sock, const std::string &name, uint32_t group, const std::string &peer)
 {
 	RtnlLink link(rtnl_link_veth_alloc());
 	if (!link)
 		return fail(netlinkError(NLE_NOMEM, "allocating a veth link"));
 	RtnlLink peerLink(rtnl_link_veth_get_peer(link.get()));
 	rtnl_link_set_name(link.get(), name.c_str());
+	rtnl_link_set_group(link.get(), group);
 	rtnl_link_set_name(peerLink.get(), peer.c_str());
 	if (int err = rtnl_link_add(sock, link.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
 		return fail(netlinkError(err, "creating veth pair " + name + "/" + peer));

@@ -43,9 +43,9 @@ Result<NlSocket> openRouteSocket();
 // The kernel's view of the link named `name`.
 Result<RtnlLink> getLink(nl_sock *sock, const std::string &name);
 
-// Creates a veth pair `name` <-> `peer` in the socket's namespace; fails
-// if either name exists.
-Result<void> createVethPair(nl_sock *sock, const std::string &name, const std::string &peer);
+// Creates a veth pair `name` <-> `peer` in the socket's namespace, `name`
+// in interface group `group` from the start; fails if either name exists.
+Result<void> createVethPair(nl_sock *sock, const std::string &name, uint32_t group, const std::string &peer);
 // Deletes a link (a veth's peer goes with it).
 Result<void> deleteLink(nl_sock *sock, const std::string &name);
 Result<void> setLinkUp(nl_sock *sock, const std::string &name);

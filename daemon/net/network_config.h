@@ -21,6 +21,10 @@ struct NetworkConfig {
 // Host-side veth end of a sandbox: "gvm" + id; the sandbox end is created as
 // "gvp" + id and renamed to kSandboxInterface inside the namespace.
 inline constexpr std::string_view kHostInterfacePrefix = "gvm";
+// The interface group of every sandbox's host end, set when the link is
+// made: the host table matches sandboxes by it, so no other link (whatever
+// its name) is redirected or cut off. "gvm" in ASCII.
+inline constexpr uint32_t kHostInterfaceGroup = 0x67766d;
 inline constexpr std::string_view kPeerInterfacePrefix = "gvp";
 inline constexpr std::string_view kSandboxInterface = "eth0";
 // The nftables table gvm owns, on the host and in every sandbox namespace.

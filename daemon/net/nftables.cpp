@@ -47,6 +47,9 @@ std::string hostRuleset(const NetworkConfig &config)
 	const std::string dns = std::to_string(config.dnsPort);
 	const std::string table = std::string(kTableName);
 	const std::string counter = std::string(kDroppedCounter);
+	// Sandboxes are the links in gvm's interface group (their names,
+	// gvm<id>, are not matched: another link may share the prefix).
+	const std::string group = std::to_string(kHostInterfaceGroup);
 	// "add" then "delete" makes the delete succeed whether or not the table
 	// existed; the whole batch is one transaction, so the old table is
 	// replaced atomically.
@@ -60,16 +63,16 @@ std::string hostRuleset(const NetworkConfig &config)
 	       // destination for SO_ORIGINAL_DST.
 	       "  chain prerouting {\n"
 	       "    type nat hook prerouting priority dstnat; policy accept;\n"
-	       "    iifname \"gvm*\" meta nfproto ipv4 udp dport 53 redirect to :" + dns + "\n"
-	       "    iifname \"gvm*\" meta nfproto ipv4 tcp dport 53 redirect to :" + dns + "\n"
-	       "    iifname \"gvm*\" meta nfproto ipv4 meta l4proto tcp redirect to :" + transparent + "\n"
+	       "    iifgroup " + group + " meta nfproto ipv4 udp dport 53 redirect to :" + dns + "\n"
+	       "    iifgroup " + group + " meta nfproto ipv4 tcp dport 53 redirect to :" + dns + "\n"
+	       "    iifgroup " + group + " meta nfproto ipv4 meta l4proto tcp redirect to :" + transparent + "\n"
 	       "  }\n"
 	       // From a sandbox, only the worker's ports are reachable on the
 	       // host (after the redirect, so this also closes every other host
 	       // service reachable through the veth address).
 	       "  chain input {\n"
 	       "    type filter hook input priority filter - 1; policy accept;\n"
-	       "    iifname != \"gvm*\" accept\n"
+	       "    iifgroup != " + group + " accept\n"
 	       "    meta nfproto ipv6 counter name \"" + counter + "\" drop\n"
 	       "    ct state established,related accept\n"
 	       "    meta nfproto ipv4 tcp dport { " + transparent + ", " + dns + " } accept\n"
@@ -79,8 +82,8 @@ std::string hostRuleset(const NetworkConfig &config)
 	       // Nothing is routed to or from a sandbox, even with ip_forward=1.
 	       "  chain forward {\n"
 	       "    type filter hook forward priority filter - 1; policy accept;\n"
-	       "    iifname \"gvm*\" counter name \"" + counter + "\" drop\n"
-	       "    oifname \"gvm*\" counter name \"" + counter + "\" drop\n"
+	       "    iifgroup " + group + " counter name \"" + counter + "\" drop\n"
+	       "    oifgroup " + group + " counter name \"" + counter + "\" drop\n"
 	       "  }\n"
 	       "}\n";
 }

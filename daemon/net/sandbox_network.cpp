@@ -88,7 +88,7 @@ Result<std::unique_ptr<SandboxNetwork>> SandboxNetwork::create(const std::string
 		return fail(std::move(block).error().wrap("allocating addresses"));
 	rollback.add([&pool, b = *block] { pool.release(b); });
 
-	GVM_TRY_VOID(createVethPair(host, hostIf, peerIf), "creating the veth pair");
+	GVM_TRY_VOID(createVethPair(host, hostIf, kHostInterfaceGroup, peerIf), "creating the veth pair");
 	rollback.add([host, hostIf] {
 		// Deleting the host end deletes the peer, wherever it is by now.
 		if (auto r = deleteLink(host, hostIf); !r)

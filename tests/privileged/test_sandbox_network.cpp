@@ -4,8 +4,9 @@
 // only way out is its veth pair; with the host table installed, the
 // sandbox's TCP and DNS reach the sockets made for its worker with their
 // original destination intact, and everything else (other UDP, ICMP, IPv6)
-// is dropped and counted. Teardown, crash cleanup and the address pool touch
-// only what gvm made.
+// is dropped and counted; a link that is not a sandbox's is left alone,
+// whatever its name. Teardown, crash cleanup and the address pool touch only
+// what gvm made.
 //
 // Every test uses its own random sandbox ids, addresses from 10.231.0.0/16
 // (not gvm's default pool, so a gvmd running on the same host is not
@@ -250,6 +251,7 @@ TEST_CASE("a sandbox network is a namespace whose only way out is its veth pair"
 	auto host = ipJson(run({kIp, "-j", "addr", "show", "dev", net->hostInterface()}));
 	REQUIRE(host.size() == 1);
 	CHECK(hasFlag(host[0], "UP"));
+	CHECK(host[0].value("group", "") == std::to_string(kHostInterfaceGroup));
 	CHECK(ipv4Addresses(host[0]) == std::vector<std::string>{net->hostAddress() + "/30"});
 	CHECK(net->hostAddress().rfind("10.231.0.", 0) == 0);
 	in_addr h{}, s{};
@@ -371,6 +373,55 @@ TEST_CASE("sandbox TCP and DNS reach the worker's sockets with their original de
 		CHECK(after >= before + 3);
 		CHECK(!acceptWithin(listener.get(), 200));
 	}
+}
+
+TEST_CASE("the host table leaves alone a link that is not a sandbox's, even one named like them", "[net]")
+{
+	NetworkConfig config;
+	HostTableForTest table(config);
+	// Named like a sandbox's host end but not one (no id, so a gvmd that
+	// starts meanwhile does not take it for a leftover), with its peer in
+	// a namespace of the test's own.
+	const std::string tag = randomId();
+	const std::string ns = "gvmtest-" + tag;
+	const std::string link = "gvm" + tag.substr(0, 4) + "x";
+	const std::string peer = "decoy" + tag.substr(0, 4);
+	auto removeAll = [&] {
+		if (linkExists(link))
+			run({kIp, "link", "del", link});
+		run({kIp, "netns", "del", ns});
+	};
+	ScopeExit cleanup(removeAll);
+	REQUIRE(run({kIp, "netns", "add", ns}).status == 0);
+	for (const std::vector<std::string> &step :
+	     {std::vector<std::string>{kIp, "link", "add", link, "type", "veth", "peer", "name", peer, "netns", ns},
+	      {kIp, "addr", "add", "10.231.3.1/30", "dev", link},
+	      {kIp, "link", "set", link, "up"},
+	      {kIp, "-n", ns, "addr", "add", "10.231.3.2/30", "dev", peer},
+	      {kIp, "-n", ns, "link", "set", peer, "up"}}) {
+		auto r = run(step);
+		INFO(step[1] << " " << step[2] << ": " << r.err);
+		REQUIRE(r.status == 0);
+	}
+
+	// A host service on the link's address: reached as on any other
+	// link, not redirected to a worker's port (where nothing listens).
+	UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	REQUIRE(listener);
+	sockaddr_in addr{};
+	addr.sin_family = AF_INET;
+	REQUIRE(::inet_pton(AF_INET, "10.231.3.1", &addr.sin_addr) == 1);
+	socklen_t len = sizeof(addr);
+	REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr *>(&addr), len) == 0);
+	REQUIRE(::listen(listener.get(), 4) == 0);
+	REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr *>(&addr), &len) == 0);
+	const std::string port = std::to_string(ntohs(addr.sin_port));
+	auto r = run({kIp, "netns", "exec", ns, kPython, "-c", kConnectScript, "10.231.3.1", port, "plain"});
+	INFO(r.err);
+	CHECK(r.out == "connected\n");
+	UniqueFd conn = acceptWithin(listener.get());
+	REQUIRE(conn);
+	CHECK(readAll(conn.get()) == "plain");
 }
 
 TEST_CASE("a failed create leaves nothing behind", "[net]")
