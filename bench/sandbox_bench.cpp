@@ -36,7 +36,9 @@
 //      settings, redirected to the worker by the sandbox's nftables. Fresh
 //      TCP+TLS connection per GET /1k (p50/p99, in blocks alternating the
 //      paths), keep-alive GET /1k on 8 connections (req/s, in blocks
-//      with the paths taking turns), one GET of 256 MiB (MB/s). Targets: fresh p50 <= 1.5x direct; keep-alive and
+//      with the paths taking turns; the sandbox/nginx-proxy ratio of each
+//      round is reported too, median and range, as a measure of the
+//      machine's noise), one GET of 256 MiB (MB/s). Targets: fresh p50 <= 1.5x direct; keep-alive and
 //      bulk >= 0.9x nginx-proxy, which terminates TLS on both legs as the
 //      worker does (the ratios to direct are reported too).
 //
@@ -809,6 +811,7 @@ struct HttpsFigures {
 	std::map<Path, std::vector<double>> freshMs, tcpMs, tlsMs, getMs;
 	std::map<Path, double> keepAlive; // requests/s
 	std::map<Path, uint64_t> keepAliveRequests;
+	std::map<Path, std::vector<double>> keepAliveBlockRates; // requests/s of each block, by round
 	std::map<Path, std::vector<double>> bulk; // MB/s per run
 	std::vector<std::string> errors;
 
@@ -819,6 +822,19 @@ struct HttpsFigures {
 	// either path has no figure.
 	double kaShare() const { return ratio(ka(Path::Sandbox), ka(Path::NginxProxy)); }
 	double bulkShare() const { return ratio(bulkMedian(Path::Sandbox), bulkMedian(Path::NginxProxy)); }
+	// sandbox/nginx-proxy of each round in which both paths ran a block:
+	// how far single blocks move on the machine the benchmark runs on.
+	std::vector<double> kaRoundShares() const
+	{
+		std::vector<double> out;
+		if (!keepAliveBlockRates.count(Path::Sandbox) || !keepAliveBlockRates.count(Path::NginxProxy))
+			return out;
+		const auto &s = keepAliveBlockRates.at(Path::Sandbox);
+		const auto &n = keepAliveBlockRates.at(Path::NginxProxy);
+		for (size_t i = 0; i < std::min(s.size(), n.size()); ++i)
+			out.push_back(ratio(s[i], n[i]));
+		return out;
+	}
 };
 
 // Runs this program as the client of one leg, along one path; its JSON.
@@ -926,8 +942,11 @@ HttpsFigures runHttps(const Bench &b)
 				keepAliveFailed.insert(p);
 				continue;
 			}
-			f.keepAliveRequests[p] += (*j).value("requests", uint64_t{0});
-			keepAliveSeconds[p] += (*j).value("seconds", 0.0);
+			const uint64_t requests = (*j).value("requests", uint64_t{0});
+			const double blockSeconds = (*j).value("seconds", 0.0);
+			f.keepAliveRequests[p] += requests;
+			keepAliveSeconds[p] += blockSeconds;
+			f.keepAliveBlockRates[p].push_back(blockSeconds > 0 ? static_cast<double>(requests) / blockSeconds : 0);
 		}
 	}
 	for (Path p : paths)
@@ -1035,7 +1054,9 @@ Json toJson(const Figures &f, const Options &o)
 						       {{"tcp", get(h.tcpMs)}, {"tls", get(h.tlsMs)}, {"get", get(h.getMs)}}}};
 		out["https"]["keepalive"][toString(p)] = {
 			{"requests_per_second", h.ka(p)},
-			{"requests", h.keepAliveRequests.count(p) ? h.keepAliveRequests.at(p) : 0}};
+			{"requests", h.keepAliveRequests.count(p) ? h.keepAliveRequests.at(p) : 0},
+			{"blocks_requests_per_second",
+			 h.keepAliveBlockRates.count(p) ? h.keepAliveBlockRates.at(p) : std::vector<double>{}}};
 		out["https"]["bulk"][toString(p)] = {{"mb_per_second", h.bulkMedian(p)},
 						     {"runs_mb_per_second", h.bulk.count(p) ? h.bulk.at(p) : std::vector<double>{}}};
 	}
@@ -1047,6 +1068,7 @@ Json toJson(const Figures &f, const Options &o)
 		{"fresh_p99_sandbox_over_nginx_proxy", ratio(h.fresh(Path::Sandbox, 99), h.fresh(Path::NginxProxy, 99))},
 		{"keepalive_sandbox_over_direct", ratio(h.ka(Path::Sandbox), h.ka(Path::Direct))},
 		{"keepalive_sandbox_over_nginx_proxy", h.kaShare()},
+		{"keepalive_rounds_sandbox_over_nginx_proxy", h.kaRoundShares()},
 		{"bulk_sandbox_over_direct", ratio(h.bulkMedian(Path::Sandbox), h.bulkMedian(Path::Direct))},
 		{"bulk_sandbox_over_nginx_proxy", h.bulkShare()}};
 	out["https"]["targets"] = {{"fresh_p50_ratio_max", kFreshP50Target},
@@ -1180,6 +1202,10 @@ void printTable(const Figures &f, const Options &o)
 	    << keepAliveBlocks(o.seconds) << " alternating blocks: direct " << fixed(h.ka(Path::Direct), 0) << " req/s, nginx-proxy "
 	    << fixed(h.ka(Path::NginxProxy), 0) << " req/s, sandbox " << fixed(h.ka(Path::Sandbox), 0) << " req/s\n";
 	shares(ratio(h.ka(Path::Sandbox), h.ka(Path::Direct)), h.kaShare());
+	if (const std::vector<double> rounds = h.kaRoundShares(); !rounds.empty())
+		out << "     sandbox/nginx-proxy by round: median " << fixed(percentile(rounds, 50), 2) << "x, range "
+		    << fixed(*std::min_element(rounds.begin(), rounds.end()), 2) << "x to " << fixed(maximum(rounds), 2)
+		    << "x over " << rounds.size() << " rounds (how far single blocks move on this machine)\n";
 	out << "   bulk GET of 256 MiB (MB = 10^6 B, median of " << o.bulkRuns << "): direct "
 	    << fixed(h.bulkMedian(Path::Direct), 0) << " MB/s, nginx-proxy " << fixed(h.bulkMedian(Path::NginxProxy), 0)
 	    << " MB/s, sandbox " << fixed(h.bulkMedian(Path::Sandbox), 0) << " MB/s\n";
