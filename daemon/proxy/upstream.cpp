@@ -12,6 +12,11 @@ namespace gvm::proxy {
 
 // ---- UpstreamPool ---------------------------------------------------------
 
+UpstreamPool::UpstreamPool(Loop &loop, std::chrono::milliseconds idleTimeout)
+	: loop_(loop), idleTimeoutMs_(static_cast<uint64_t>(idleTimeout.count())), expiry_(loop, [this] { expire(); })
+{
+}
+
 UpstreamPool::~UpstreamPool() = default;
 
 std::string UpstreamPool::key(const std::string &host, uint16_t port, bool secure)
@@ -24,11 +29,12 @@ std::unique_ptr<Transport> UpstreamPool::take(const std::string &key)
 	// Most recently parked first: it is the least likely to have been
 	// closed by the upstream's own idle timeout.
 	for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
-		if ((*it)->key != key || (*it)->transport->state() != Transport::State::Open)
+		if (it->key != key || it->transport->state() != Transport::State::Open)
 			continue;
 		// Still reading: the taker sets its callbacks before the loop
-		// runs again, and starting to read is then a no-op.
-		std::unique_ptr<Transport> t = std::move((*it)->transport);
+		// runs again, and starting to read is then a no-op. The expiry
+		// timer stays armed; it rearms for whatever is oldest then.
+		std::unique_ptr<Transport> t = std::move(it->transport);
 		t->setCallbacks({});
 		idle_.erase(std::next(it).base());
 		++reused_;
@@ -42,36 +48,47 @@ void UpstreamPool::put(const std::string &key, std::unique_ptr<Transport> transp
 	if (!transport || transport->state() != Transport::State::Open)
 		return;
 	size_t sameKey = 0;
-	for (const auto &i : idle_)
-		sameKey += i->key == key;
+	for (const Idle &i : idle_)
+		sameKey += i.key == key;
 	if (sameKey >= kMaxIdlePerUpstream)
 		return; // closed by the destructor
 	if (idle_.size() >= kMaxIdleUpstreams)
 		idle_.pop_front();
-	auto idle = std::make_unique<Idle>();
-	Idle *raw = idle.get();
-	idle->key = key;
-	idle->transport = std::move(transport);
+	Idle &idle = idle_.emplace_back(Idle{key, std::move(transport), loop_.now() + idleTimeoutMs_});
+	Idle *raw = &idle;
 	// An idle upstream has nothing to say: any byte, EOF or error ends it.
-	idle->transport->setCallbacks({[this, raw](std::string_view) { drop(raw); }, [this, raw] { drop(raw); },
-				       [this, raw](const Error &) { drop(raw); }, nullptr});
-	idle->transport->startReading();
-	idle->expiry = std::make_unique<Timer>(loop_, [this, raw] { drop(raw); });
-	idle->expiry->start(std::chrono::duration_cast<std::chrono::milliseconds>(kUpstreamIdleTimeout).count());
-	idle_.push_back(std::move(idle));
+	idle.transport->setCallbacks({[this, raw](std::string_view) { drop(raw); }, [this, raw] { drop(raw); },
+				      [this, raw](const Error &) { drop(raw); }, nullptr});
+	idle.transport->startReading();
+	if (!expiryArmed_) {
+		expiryArmed_ = true;
+		expiry_.start(idleTimeoutMs_);
+	}
 }
 
 void UpstreamPool::drop(Idle *idle)
 {
 	for (auto it = idle_.begin(); it != idle_.end(); ++it) {
-		if (it->get() != idle)
+		if (&*it != idle)
 			continue;
 		// Destroyed after this callback returns: we may be inside one of
 		// its transport's callbacks.
-		(*it)->transport->close();
-		loop_.deleteLater(std::move(*it));
+		it->transport->close();
+		loop_.deleteLater(std::move(it->transport));
 		idle_.erase(it);
 		return;
+	}
+}
+
+void UpstreamPool::expire()
+{
+	expiryArmed_ = false;
+	const uint64_t now = loop_.now();
+	while (!idle_.empty() && idle_.front().expiresAt <= now)
+		idle_.pop_front(); // not inside a callback of its transport
+	if (!idle_.empty()) {
+		expiryArmed_ = true;
+		expiry_.start(idle_.front().expiresAt - now);
 	}
 }
 

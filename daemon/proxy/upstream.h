@@ -29,13 +29,14 @@ inline constexpr size_t kMaxAddressesTried = 4;
 // Keep-alive connections to upstreams, idle, by key (host, port, TLS; the
 // verification settings are the worker's and never change). An agent that
 // opens a fresh connection per request reuses them, so it pays only the
-// local handshake. Bounded per key and in total, idle-expired; a pooled
-// connection that the upstream closes or writes to is dropped. Owned by the
-// worker's Proxy, on its loop.
+// local handshake. Bounded per key and in total, idle-expired (one timer for
+// the pool, armed for the oldest: a connection is parked after every
+// keep-alive response); a pooled connection that the upstream closes or
+// writes to is dropped. Owned by the worker's Proxy, on its loop.
 class UpstreamPool
 {
 public:
-	explicit UpstreamPool(Loop &loop) : loop_(loop) {}
+	explicit UpstreamPool(Loop &loop, std::chrono::milliseconds idleTimeout = kUpstreamIdleTimeout);
 	~UpstreamPool();
 
 	static std::string key(const std::string &host, uint16_t port, bool secure);
@@ -50,12 +51,17 @@ private:
 	struct Idle {
 		std::string key;
 		std::unique_ptr<Transport> transport;
-		std::unique_ptr<Timer> expiry;
+		uint64_t expiresAt = 0; // Loop::now()
 	};
 	void drop(Idle *idle);
+	// Closes what has been idle too long; rearms for the oldest left.
+	void expire();
 
 	Loop &loop_;
-	std::list<std::unique_ptr<Idle>> idle_; // oldest first
+	const uint64_t idleTimeoutMs_;
+	std::list<Idle> idle_; // oldest first, so expiresAt ascends
+	Timer expiry_;
+	bool expiryArmed_ = false;
 	uint64_t reused_ = 0;
 };
 
