@@ -101,6 +101,9 @@ public:
 	Timer(Loop &loop, std::function<void()> fn);
 	void start(uint64_t timeoutMs, uint64_t repeatMs = 0);
 	void stop();
+	// Started and not yet fired (a one-shot timer is no longer active in
+	// its own callback) or stopped.
+	bool active() const { return uv_is_active(timer_.base()) != 0; }
 
 private:
 	UvHandle<uv_timer_t> timer_;

@@ -19,7 +19,6 @@ namespace gvm::daemon {
 
 AuditLog::AuditLog(Loop &loop, std::string path, UniqueFd fd)
 	: loop_(loop), path_(std::move(path)), fd_(std::move(fd)), timer_(loop, [this] {
-		  timerArmed_ = false;
 		  if (auto r = flush(); !r)
 			  GVM_LOG(Audit, Error) << "writing " << path_ << ": " << r.error().message();
 	  }),
@@ -121,19 +120,14 @@ const std::string &AuditLog::append(AuditRecord record)
 			if (auto r = self->writeQueued(); !r)
 				GVM_LOG(Audit, Debug) << "writing " << self->path_ << ": " << r.error().message();
 		});
-	if (!timerArmed_) {
-		timerArmed_ = true;
+	if (!timer_.active())
 		timer_.start(static_cast<uint64_t>(kAuditSyncDelay.count()));
-	}
 	return last_;
 }
 
 Result<void> AuditLog::flush()
 {
-	if (timerArmed_) {
-		timer_.stop();
-		timerArmed_ = false;
-	}
+	timer_.stop();
 	if (auto written = writeQueued(); !written)
 		return written;
 	if (unsynced_) {

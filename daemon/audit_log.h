@@ -73,7 +73,6 @@ private:
 	std::string path_;
 	UniqueFd fd_;
 	Timer timer_;
-	bool timerArmed_ = false;
 	// Writes the queue when the loop pass that filled it ends.
 	UvHandle<uv_prepare_t> endOfPass_;
 	std::string pending_;

@@ -60,10 +60,8 @@ void UpstreamPool::put(const std::string &key, std::unique_ptr<Transport> transp
 	idle.transport->setCallbacks({[this, raw](std::string_view) { drop(raw); }, [this, raw] { drop(raw); },
 				      [this, raw](const Error &) { drop(raw); }, nullptr});
 	idle.transport->startReading();
-	if (!expiryArmed_) {
-		expiryArmed_ = true;
+	if (!expiry_.active())
 		expiry_.start(idleTimeoutMs_);
-	}
 }
 
 void UpstreamPool::drop(Idle *idle)
@@ -82,14 +80,11 @@ void UpstreamPool::drop(Idle *idle)
 
 void UpstreamPool::expire()
 {
-	expiryArmed_ = false;
 	const uint64_t now = loop_.now();
 	while (!idle_.empty() && idle_.front().expiresAt <= now)
 		idle_.pop_front(); // not inside a callback of its transport
-	if (!idle_.empty()) {
-		expiryArmed_ = true;
+	if (!idle_.empty())
 		expiry_.start(idle_.front().expiresAt - now);
-	}
 }
 
 // ---- Dial -----------------------------------------------------------------

@@ -61,7 +61,6 @@ private:
 	const uint64_t idleTimeoutMs_;
 	std::list<Idle> idle_; // oldest first, so expiresAt ascends
 	Timer expiry_;
-	bool expiryArmed_ = false;
 	uint64_t reused_ = 0;
 };
 

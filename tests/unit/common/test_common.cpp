@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -308,6 +309,28 @@ TEST_CASE("Loop runs posted work after the current callback and deletes later", 
 	timer.start(1);
 	(*loop)->run();
 	CHECK(order == std::vector<std::string>{"callback", "posted", "deleted"});
+}
+
+TEST_CASE("a Timer is active from start until it fires or is stopped", "[loop]")
+{
+	auto loop = Loop::create();
+	REQUIRE(loop);
+	std::optional<bool> activeInOwnCallback;
+	Timer once(**loop, [&] { activeInOwnCallback = once.active(); });
+	Timer stopped(**loop, [] {});
+	CHECK(!once.active());
+	once.start(1);
+	stopped.start(1000);
+	CHECK(once.active());
+	CHECK(stopped.active());
+	stopped.stop();
+	CHECK(!stopped.active());
+	(*loop)->run();
+	// A one-shot timer is no longer active in its own callback, so the
+	// callback can start it again.
+	REQUIRE(activeInOwnCallback);
+	CHECK(!*activeInOwnCallback);
+	CHECK(!once.active());
 }
 
 TEST_CASE("Loop::runPosted runs the work a stopped loop left queued, and what that queues", "[loop]")
