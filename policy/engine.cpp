@@ -231,18 +231,28 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 {
 	using Kind = RuleOutcome::Kind;
 	const HttpRequest &request = view.request();
-	std::vector<std::string> matched;
+	// What matched, as "host h, method m, ...", for the decision's reason.
+	std::string detail;
+	auto matched = [&detail](std::string_view what, std::string_view value = {}) {
+		if (!detail.empty())
+			detail += ", ";
+		detail += what;
+		if (!value.empty()) {
+			detail += ' ';
+			detail += value;
+		}
+	};
 	if (!rule.hosts.empty())
-		matched.push_back("host " + view.host());
+		matched("host", view.host());
 	if (!rule.ports.empty()) {
 		if (!containsPort(rule.ports, request.port))
 			return {};
-		matched.push_back("port " + std::to_string(request.port));
+		matched("port", std::to_string(request.port));
 	}
 	if (!rule.methods.empty()) {
 		if (std::find(rule.methods.begin(), rule.methods.end(), view.method()) == rule.methods.end())
 			return {};
-		matched.push_back("method " + view.method());
+		matched("method", view.method());
 	}
 	if (rule.path) {
 		MatchResult r = rule.path->match(view.path());
@@ -250,7 +260,7 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 			return {Kind::FailClosed, limitReason(rule, "path")};
 		if (r == MatchResult::NoMatch)
 			return {};
-		matched.push_back("path " + view.path());
+		matched("path", view.path());
 	}
 	bool any = rule.action.kind == ActionKind::Deny;
 	// Query parameters and headers: each selector's key must be present
@@ -270,7 +280,7 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 						   limitReason(rule, std::string(noun) + " '" + selector.key + "'")};
 			if (r == MatchResult::NoMatch)
 				return RuleOutcome{};
-			matched.push_back(std::string(noun) + " " + selector.key);
+			matched(noun, selector.key);
 		}
 		return std::nullopt;
 	};
@@ -304,12 +314,12 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 			return {Kind::FailClosed, limitReason(rule, "body")};
 		if (r == MatchResult::NoMatch)
 			return {};
-		matched.push_back(rule.body->jsonPath.empty() ? "body" : "body field " + rule.body->jsonPathText);
+		if (rule.body->jsonPath.empty())
+			matched("body");
+		else
+			matched("body field", rule.body->jsonPathText);
 	}
-	std::string detail;
-	for (const std::string &m : matched)
-		detail += (detail.empty() ? "" : ", ") + m;
-	return {Kind::Match, detail.empty() ? "any request" : detail};
+	return {Kind::Match, detail.empty() ? "any request" : std::move(detail)};
 }
 
 // A decision engine over one compiled policy: see Engine. Immutable after

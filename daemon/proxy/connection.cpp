@@ -397,7 +397,7 @@ void Connection::onRequestHead()
 	ex->requestId = proxy_.nextRequestId();
 	ex->engine = proxy_.engine();
 	ex->started = std::chrono::steady_clock::now();
-	ex->head = parser_->head();
+	ex->head = parser_->takeHead();
 	ex->agentKeepAlive = ex->head.keepAlive;
 	exchange_ = std::move(ex);
 	Exchange &x = *exchange_;
@@ -505,6 +505,7 @@ policy::HttpRequest Connection::policyRequest(const Exchange &x)
 	request.port = x.port;
 	request.path = x.path.empty() ? "/" : x.path;
 	request.query = x.head.query;
+	request.headers.reserve(x.head.headers.size());
 	for (const Header &h : x.head.headers)
 		request.headers.emplace_back(h.name, h.value);
 	return request;

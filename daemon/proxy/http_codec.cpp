@@ -1021,6 +1021,8 @@ Result<void> RequestParser::startMessage()
 	if (!head)
 		return fail(std::move(head).error());
 	head_ = std::move(*head);
+	tunnel_ = head_.isTunnel();
+	keepAlive_ = head_.keepAlive;
 	// http_parser reads the same head as a cross-check and to be ready for
 	// the body; it never sees bytes our own readers did not accept first.
 	driver_.begin(HTTP_REQUEST, bodyless(head_.framing, head_.contentLength));
@@ -1033,7 +1035,7 @@ Result<void> RequestParser::startMessage()
 
 void RequestParser::afterHead()
 {
-	if (head_.isTunnel())
+	if (tunnel_)
 		state_ = State::Tunnel;
 	else if (bodyReader_.done())
 		completeMessage();
@@ -1043,7 +1045,7 @@ void RequestParser::afterHead()
 
 void RequestParser::completeMessage()
 {
-	state_ = head_.keepAlive ? State::Head : State::Closed;
+	state_ = keepAlive_ ? State::Head : State::Closed;
 	if (callbacks_.onMessageComplete)
 		callbacks_.onMessageComplete();
 }

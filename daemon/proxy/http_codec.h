@@ -285,8 +285,11 @@ public:
 	Result<void> finish();
 
 	State state() const { return state_; }
-	// The head of the current (or last) request.
+	// The head of the current (or last) request, unless taken.
 	const RequestHead &head() const { return head_; }
+	// Moves the current request's head out (from onHead or later, before
+	// the next head): the parser keeps what it still needs of it.
+	RequestHead takeHead() { return std::move(head_); }
 	// Bytes held by the parser: at most one head, never a body.
 	size_t bufferedBytes() const { return headReader_.bufferedBytes(); }
 
@@ -302,6 +305,9 @@ private:
 	BodyReader bodyReader_;
 	HttpParserDriver driver_;
 	RequestHead head_;
+	// Of the current head, what the parser needs after onHead.
+	bool tunnel_ = false;
+	bool keepAlive_ = true;
 	State state_ = State::Head;
 	Error error_{ErrorDomain::Http, 0, {}};
 };

@@ -447,6 +447,63 @@ TEST_CASE("onHead can pause before any body byte", "[http][pause]")
 	CHECK(parser.finish());
 }
 
+TEST_CASE("a head taken while paused still decides what follows it", "[http][pause]")
+{
+	// The caller moves each head out; the parser must still know the
+	// body framing, keep-alive and tunnel of the request it took.
+	std::vector<RequestHead> taken;
+	RequestParser *self = nullptr;
+	std::vector<std::string> events;
+	RequestParser parser(RequestParser::Callbacks{
+		[&](const RequestHead &) {
+			taken.push_back(self->takeHead());
+			return HeadAction::Pause;
+		},
+		[&](std::string_view chunk) { events.push_back("body " + std::string(chunk)); },
+		[&] { events.push_back("end"); },
+	});
+	self = &parser;
+	auto feedAll = [&](std::string_view wire) {
+		for (size_t pos = 0; pos < wire.size();) {
+			auto n = parser.feed(wire.substr(pos));
+			REQUIRE(n);
+			pos += *n;
+			if (parser.state() != RequestParser::State::Paused)
+				break;
+			parser.resume();
+		}
+	};
+
+	SECTION("keep-alive, then close")
+	{
+		feedAll("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+			"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+			"GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+		REQUIRE(taken.size() == 2);
+		CHECK(taken[0].path == "/a");
+		CHECK(taken[0].contentLength == 5);
+		CHECK(taken[1].path == "/b");
+		CHECK_FALSE(taken[1].keepAlive);
+		CHECK(events == std::vector<std::string>{"body hello", "end", "end"});
+		CHECK(parser.state() == RequestParser::State::Closed);
+	}
+	SECTION("an upgrade leaves the rest to the tunnel")
+	{
+		const std::string wire = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+					 "GET /not-http HTTP/1.1\r\n\r\n";
+		auto n = parser.feed(wire);
+		REQUIRE(n);
+		parser.resume();
+		REQUIRE(taken.size() == 1);
+		CHECK(taken[0].upgrade == "websocket");
+		CHECK(parser.state() == RequestParser::State::Tunnel);
+		auto rest = parser.feed(std::string_view(wire).substr(*n));
+		REQUIRE(rest);
+		CHECK(*rest == 0);
+		CHECK(events.empty());
+	}
+}
+
 TEST_CASE("request heads round-trip through the serializer", "[http][serialize]")
 {
 	std::string raw = "POST http://Example.com:8080/p/q?x=1 HTTP/1.1\r\n"
