@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "common/big_endian.h"
+
 namespace gvm {
 
 namespace {
@@ -19,24 +21,6 @@ constexpr uint32_t kTrustedCertificateTag = 2;
 constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
 constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
 constexpr std::string_view kDigestSalt = "Mighty Aphrodite";
-
-void putU16(std::string &out, uint16_t v)
-{
-	out += static_cast<char>(v >> 8);
-	out += static_cast<char>(v & 0xff);
-}
-
-void putU32(std::string &out, uint32_t v)
-{
-	putU16(out, static_cast<uint16_t>(v >> 16));
-	putU16(out, static_cast<uint16_t>(v & 0xffff));
-}
-
-void putU64(std::string &out, uint64_t v)
-{
-	putU32(out, static_cast<uint32_t>(v >> 32));
-	putU32(out, static_cast<uint32_t>(v & 0xffffffff));
-}
 
 // Java's writeUTF, for ASCII text (modified UTF-8 is ASCII there).
 void putUtf(std::string &out, std::string_view text)

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/big_endian.h"
 #include "common/text.h"
 #include "policy/policy.h"
 
@@ -190,18 +191,6 @@ Result<RecordHead> readRecord(Cursor &cursor, bool strictBytes)
 				      head.rdataOffset));
 	cursor.seek(head.rdataOffset + head.rdlength);
 	return head;
-}
-
-void putU16(std::string &out, uint16_t v)
-{
-	out.push_back(static_cast<char>(v >> 8));
-	out.push_back(static_cast<char>(v & 0xff));
-}
-
-void putU32(std::string &out, uint32_t v)
-{
-	putU16(out, static_cast<uint16_t>(v >> 16));
-	putU16(out, static_cast<uint16_t>(v & 0xffff));
 }
 
 void putHeader(std::string &out, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an, uint16_t ns, uint16_t ar)

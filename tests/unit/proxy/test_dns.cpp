@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/big_endian.h"
 #include "common/loop.h"
 #include "common/unique_fd.h"
 #include "daemon/proxy/certificate_authority.h"
@@ -29,18 +30,6 @@ using namespace gvm::proxy;
 namespace {
 
 // --- building messages by hand -------------------------------------------
-
-void putU16(std::string &out, uint16_t v)
-{
-	out.push_back(static_cast<char>(v >> 8));
-	out.push_back(static_cast<char>(v & 0xff));
-}
-
-void putU32(std::string &out, uint32_t v)
-{
-	putU16(out, static_cast<uint16_t>(v >> 16));
-	putU16(out, static_cast<uint16_t>(v & 0xffff));
-}
 
 // Uncompressed wire form of a dotted name ("" = root).
 std::string wireName(const std::string &name)
