@@ -94,6 +94,27 @@ bool containsPort(const std::vector<uint16_t> &ports, uint16_t port)
 	return std::find(ports.begin(), ports.end(), port) != ports.end();
 }
 
+// What a rule matched, as "host h, method m, ...", for a decision's reason.
+class MatchDetail
+{
+public:
+	void add(std::string_view what, std::string_view value = {})
+	{
+		if (!text_.empty())
+			text_ += ", ";
+		text_ += what;
+		if (!value.empty()) {
+			text_ += ' ';
+			text_ += value;
+		}
+	}
+	bool empty() const { return text_.empty(); }
+	std::string take() { return std::move(text_); }
+
+private:
+	std::string text_;
+};
+
 // The request as rules look at it, with the costlier views (query, headers,
 // JSON body) built on first use and then shared by every rule tried.
 class RequestView
@@ -231,28 +252,18 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 {
 	using Kind = RuleOutcome::Kind;
 	const HttpRequest &request = view.request();
-	// What matched, as "host h, method m, ...", for the decision's reason.
-	std::string detail;
-	auto matched = [&detail](std::string_view what, std::string_view value = {}) {
-		if (!detail.empty())
-			detail += ", ";
-		detail += what;
-		if (!value.empty()) {
-			detail += ' ';
-			detail += value;
-		}
-	};
+	MatchDetail matched;
 	if (!rule.hosts.empty())
-		matched("host", view.host());
+		matched.add("host", view.host());
 	if (!rule.ports.empty()) {
 		if (!containsPort(rule.ports, request.port))
 			return {};
-		matched("port", std::to_string(request.port));
+		matched.add("port", std::to_string(request.port));
 	}
 	if (!rule.methods.empty()) {
 		if (std::find(rule.methods.begin(), rule.methods.end(), view.method()) == rule.methods.end())
 			return {};
-		matched("method", view.method());
+		matched.add("method", view.method());
 	}
 	if (rule.path) {
 		MatchResult r = rule.path->match(view.path());
@@ -260,7 +271,7 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 			return {Kind::FailClosed, limitReason(rule, "path")};
 		if (r == MatchResult::NoMatch)
 			return {};
-		matched("path", view.path());
+		matched.add("path", view.path());
 	}
 	bool any = rule.action.kind == ActionKind::Deny;
 	// Query parameters and headers: each selector's key must be present
@@ -280,7 +291,7 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 						   limitReason(rule, std::string(noun) + " '" + selector.key + "'")};
 			if (r == MatchResult::NoMatch)
 				return RuleOutcome{};
-			matched(noun, selector.key);
+			matched.add(noun, selector.key);
 		}
 		return std::nullopt;
 	};
@@ -315,11 +326,11 @@ RuleOutcome matchHttpRule(const CompiledRule &rule, RequestView &view)
 		if (r == MatchResult::NoMatch)
 			return {};
 		if (rule.body->jsonPath.empty())
-			matched("body");
+			matched.add("body");
 		else
-			matched("body field", rule.body->jsonPathText);
+			matched.add("body field", rule.body->jsonPathText);
 	}
-	return {Kind::Match, detail.empty() ? "any request" : std::move(detail)};
+	return {Kind::Match, matched.empty() ? "any request" : matched.take()};
 }
 
 // A decision engine over one compiled policy: see Engine. Immutable after
@@ -471,7 +482,7 @@ Decision CompiledEngine::evaluateTcp(std::string_view address, uint16_t port,
 	for (int index : tcpRules_) {
 		const CompiledRule &rule = policy_.rules[static_cast<size_t>(index)];
 		const TcpSelector &tcp = *rule.tcp;
-		std::vector<std::string> matched;
+		MatchDetail matched;
 		if (!tcp.hosts.empty()) {
 			const std::string *found = nullptr;
 			for (const std::string &host : hosts) {
@@ -486,7 +497,7 @@ Decision CompiledEngine::evaluateTcp(std::string_view address, uint16_t port,
 			}
 			if (!found)
 				continue;
-			matched.push_back("name " + *found);
+			matched.add("name", *found);
 		}
 		if (!tcp.cidrs.empty()) {
 			size_t i = 0;
@@ -494,17 +505,14 @@ Decision CompiledEngine::evaluateTcp(std::string_view address, uint16_t port,
 				i++;
 			if (i == tcp.cidrs.size())
 				continue;
-			matched.push_back("address " + std::string(address) + " in " + tcp.cidrTexts[i]);
+			matched.add("address", std::string(address) + " in " + tcp.cidrTexts[i]);
 		}
 		if (!tcp.ports.empty()) {
 			if (!containsPort(tcp.ports, port))
 				continue;
-			matched.push_back("port " + std::to_string(port));
+			matched.add("port", std::to_string(port));
 		}
-		std::string detail;
-		for (const std::string &m : matched)
-			detail += (detail.empty() ? "" : ", ") + m;
-		return ruleDecision(index, "rule '" + rule.name + "' matched " + detail);
+		return ruleDecision(index, "rule '" + rule.name + "' matched " + matched.take());
 	}
 	return defaultDecision();
 }
